@@ -1,0 +1,72 @@
+"""The `seqlab` command line: one Typer app, one module per command group.
+
+Each module in `COMMANDS` exposes `register(app)`, which adds its typed command functions (their
+docstrings are their `--help`). Errors the user can fix (`SeqlabError`) print one line on stderr
+and exit with code 2; `--debug` (anywhere on the line, or SEQLAB_DEBUG=1) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from seqlab.errors import SeqlabError
+
+# command group -> module under seqlab.cli (in --help order)
+COMMANDS = [
+    "config",
+]
+
+app = typer.Typer(
+    name="seqlab",
+    help="seqlab: neural text and dialogue generation — data, models, decoding, evaluation, SeqGAN.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    """seqlab: neural text and dialogue generation."""
+    if version:
+        import seqlab
+
+        typer.echo(f"seqlab {seqlab.__version__}")
+        raise typer.Exit()
+
+
+for _name in COMMANDS:
+    importlib.import_module(f"seqlab.cli.{_name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("SEQLAB_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="seqlab")
+    except SeqlabError as e:
+        if debug:
+            raise
+        print(f"seqlab: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("seqlab: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # an unexpected failure: still one line, with the way to see more
+        if debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"seqlab: internal error: {type(e).__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,29 @@
+"""Options shared by many commands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a human-readable report.")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda (auto = cuda when present).")
+SeedOpt = typer.Option(1337, "--seed", help="Random seed (runs are deterministic for a given seed).")
+SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
+EncodingOpt = typer.Option("utf-8", "--encoding", help="Text encoding of input files.")
+
+
+def print_json(obj: Any) -> None:
+    """The single JSON object a `--json` command prints."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

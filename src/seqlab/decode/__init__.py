@@ -1,0 +1,1 @@
+"""One decoding engine for every model: greedy, beam search, sampling, streaming."""

@@ -1,0 +1,145 @@
+"""The run directory: everything one training run writes, and how to read it back.
+
+    RUN/
+      config.yaml               the full Config (what `--resume` reads)
+      run.json                  seqlab / torch / Python versions, git commit, seed, command line
+      tokenizer.json            the tokenizer (see seqlab.data.tokenizers)
+      model.safetensors         latest weights          best.safetensors   best by validation loss
+      trainer_state.{safetensors,json}   optimizer, scheduler, RNG, data position (no pickle)
+      metrics.jsonl             one JSON object per log line (append-only)
+      tb/                       TensorBoard events
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import seqlab
+from seqlab.config import Config, from_dict
+from seqlab.errors import SeqlabError
+from seqlab.io import write_json, write_yaml
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def info(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.path / "tokenizer.json"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.safetensors"
+
+    @property
+    def trainer_state(self) -> Path:
+        return self.path / "trainer_state"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tb"
+
+    def write_config(self, config: Config) -> None:
+        write_yaml(self.config, config.to_dict())
+
+    def read_config(self) -> Config:
+        if not self.config.is_file():
+            raise SeqlabError(f"{self.path} is not a seqlab run directory (no config.yaml)")
+        import yaml
+
+        return from_dict(Config, yaml.safe_load(self.config.read_text(encoding="utf-8")) or {})
+
+    def write_info(self, seed: int, extra: dict[str, Any] | None = None) -> None:
+        write_json(self.info, run_info(seed) | (extra or {}))
+
+
+def open_run(path: str | Path, must_exist: bool = True) -> RunDir:
+    """A RunDir for `path`; with `must_exist`, a clear error when it is not a run."""
+    run = RunDir(Path(path))
+    if must_exist:
+        if not run.path.exists():
+            raise SeqlabError(f"run directory {str(path)!r} does not exist")
+        if not run.path.is_dir():
+            raise SeqlabError(f"{str(path)!r} is a file, not a run directory")
+        if not run.config.is_file():
+            raise SeqlabError(f"{str(path)!r} is not a seqlab run directory (no config.yaml)")
+    return run
+
+
+def run_info(seed: int) -> dict[str, Any]:
+    return {
+        "seqlab": seqlab.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "seed": seed,
+        "command": sys.argv,
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class MetricsLog:
+    """Append-only JSON-lines log. A resumed run first drops lines newer than its checkpoint."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        rows = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a hard kill
+                continue
+        return rows
+
+    def truncate_after(self, step: int) -> None:
+        """Keep only records with `step` <= the checkpoint's step (atomically)."""
+        from seqlab.io import write_text
+
+        kept = [r for r in self.read() if r.get("step", 0) <= step]
+        write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))

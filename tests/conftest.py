@@ -1,0 +1,67 @@
+"""Shared fixtures: SEQLAB_DATA, an in-process CLI runner, and a subprocess runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+if "SEQLAB_DATA" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["SEQLAB_DATA"] = str(SHARED_DATA)
+
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run `seqlab ARGS...` in-process: cli("data", "inspect", "x") -> Result."""
+    from seqlab.cli import main
+
+    def run(*args: str, stdin: str | None = None) -> Result:
+        if stdin is not None:
+            import io
+
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+def run_seqlab(*args: str, stdin: str | None = None, timeout: float = 300, env: dict | None = None,
+               cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m seqlab ARGS...` in a fresh process (for kills, torchrun, real stdin)."""
+    return subprocess.run([sys.executable, "-m", "seqlab", *map(str, args)], input=stdin, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def assert_one_line_error(result) -> None:
+    """The bad-input contract: exit code 2, one line on stderr, no traceback."""
+    code = getattr(result, "exit_code", None)
+    if code is None:
+        code = result.returncode
+    assert code == 2, (code, result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
