@@ -18,6 +18,7 @@ from seqlab.errors import SeqlabError
 # command group -> module under seqlab.cli (in --help order)
 COMMANDS = [
     "config",
+    "score",
 ]
 
 app = typer.Typer(
