@@ -75,7 +75,8 @@ class ModelConfig:
     context_length: int = _help("longest sequence the model handles (Transformer: position table size)", 256)
     # Transformer
     n_head: int = _help("attention heads (Transformer)", 4)
-    positions: Literal["learned", "rotary"] = _help("position encoding (Transformer)", "learned")
+    positions: Literal["learned", "rotary", "sinusoidal"] = _help(
+        "position encoding (Transformer; rotary for LMs, sinusoidal for seq2seq_transformer)", "learned")
     activation: Literal["gelu", "gelu_new", "relu"] = _help("MLP activation (Transformer; GPT-2 uses gelu_new)", "gelu")
     bias: bool = _help("biases in linear layers and LayerNorms (Transformer)", True)
     # RNN
