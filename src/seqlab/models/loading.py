@@ -1,0 +1,43 @@
+"""Load a trained (or imported) model back from its run directory.
+
+    model, tokenizer, config = load_model_from_run("runs/shakespeare", device="cpu")
+
+The model is rebuilt from `config.yaml` through the registry (`build_model(config.model,
+tokenizer.vocab_size, pad_id=..., bos_id=..., eos_id=...)`), its weights read from
+`best.safetensors` (which="best"; falls back to `model.safetensors` when the run kept no best
+checkpoint, e.g. an imported GPT-2) or `model.safetensors` (which="last"), and it is put in eval mode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from seqlab.checkpoint import load_weights
+from seqlab.config import Config
+from seqlab.data.tokenizers import Tokenizer, load_tokenizer
+from seqlab.device import resolve_device
+from seqlab.errors import SeqlabError
+from seqlab.models import build_model
+from seqlab.runs import open_run
+
+WHICH = ("best", "last")
+
+
+def load_model_from_run(run_dir: str | Path, device: str | torch.device = "cpu",
+                        which: str = "best") -> tuple[torch.nn.Module, Tokenizer, Config]:
+    """(model in eval mode on `device` ("auto" allowed), tokenizer, config) of the run at `run_dir`."""
+    if which not in WHICH:
+        raise SeqlabError(f"unknown checkpoint {which!r}; choose one of {', '.join(WHICH)}")
+    run = open_run(run_dir)
+    config = run.read_config()
+    tokenizer = load_tokenizer(run.tokenizer)
+    weights = run.best if which == "best" and run.best.is_file() else run.model
+    if not weights.is_file():
+        raise SeqlabError(f"{run.path} has no trained weights yet (no {weights.name})")
+    model = build_model(config.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
+                        eos_id=tokenizer.eos_id)
+    load_weights(model, weights)
+    device = resolve_device(device) if isinstance(device, str) else device
+    return model.to(device).eval(), tokenizer, config

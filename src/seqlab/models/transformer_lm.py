@@ -1,0 +1,236 @@
+"""A GPT-style decoder-only Transformer language model (pre-LayerNorm) with a static KV cache.
+
+    x_0    = E[idx] + P[pos]                      (learned positions; rotary: x_0 = E[idx])
+    block:   x = x + Attn(LN_1(x));  x = x + MLP(LN_2(x))
+    logits = LN_f(x) E^T                          (tied embeddings; untied: LN_f(x) W_out^T)
+
+    Attn(x) = concat_h softmax(Q_h K_h^T / sqrt(hs) + M) V_h  W_proj,   [Q K V] = x W_qkv
+    MLP(x)  = act(x W_fc) W_proj,   act = gelu | gelu_new (GPT-2's tanh approximation) | relu
+
+M is the causal mask (plus padding, when decoding left-padded prompts); with rotary positions Q and
+K are rotated by position (seqlab.modules.rotary) instead of adding P. Attention runs through
+`F.scaled_dot_product_attention` (flash kernels on GPU). Parameter names follow Hugging Face's
+GPT-2 (`transformer.h.0.attn.c_attn.weight`, ...), so `seqlab.interop` converts by transposing
+GPT-2's Conv1D weights.
+
+`model(idx)` returns logits (B, T, V); `model(idx, targets)` returns `(logits, loss)`, the loss being
+the mean cross-entropy over targets != -100. Decoding uses the protocol of seqlab.decode.state:
+`prefill` fills a static KV cache of prompt + max_new_tokens slots, `step` writes one slot in place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqlab.config import ModelConfig
+from seqlab.errors import ConfigError, SeqlabError
+from seqlab.models import register
+from seqlab.modules.kv_cache import StaticKVCache, reorder_rows
+from seqlab.modules.rotary import RotaryEmbedding, apply_rotary
+
+ACTIVATIONS = ("gelu", "gelu_new", "relu")
+POSITIONS = ("learned", "rotary")
+
+
+def activation_fn(name: str):
+    """gelu: x Φ(x);  gelu_new: 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)));  relu: max(x, 0)."""
+    if name == "gelu":
+        return F.gelu
+    if name == "gelu_new":
+        return partial(F.gelu, approximate="tanh")
+    if name == "relu":
+        return F.relu
+    raise SeqlabError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, layer_idx: int):
+        super().__init__()
+        self.n_head, self.dropout, self.layer_idx = n_head, dropout, layer_idx
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
+                cache: StaticKVCache | None, slots: Tensor | None) -> Tensor:
+        """x (B, T, C); mask None = plain causal, else bool (B, 1, T, S) over the S cache slots."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if cache is not None:
+            k, v = cache.write(self.layer_idx, k, v, slots)  # (B, nh, S, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, n_embd: int, dropout: float, bias: bool, activation: str):
+        super().__init__()
+        self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        self.act = activation_fn(activation)
+        self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))  # (B, T, C)
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, activation: str, layer_idx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(n_embd, eps=1e-5, bias=bias)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, layer_idx)
+        self.ln_2 = nn.LayerNorm(n_embd, eps=1e-5, bias=bias)
+        self.mlp = MLP(n_embd, dropout, bias, activation)
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
+                cache: StaticKVCache | None, slots: Tensor | None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), rope, mask, cache, slots)
+        return x + self.mlp(self.ln_2(x))
+
+
+@dataclass
+class TransformerState:
+    """Decoding state. Every field is a tensor updated in place, so a step has static shapes and addresses."""
+
+    cache: StaticKVCache
+    key_valid: Tensor  # (B, S) bool: the cache slot holds a real (non-padding) token
+    slot: Tensor  # (1,) long: the cache slot the next token is written to
+    position: Tensor  # (B,) long: position id of the next token (left padding shifts it per row)
+
+
+class TransformerLM(nn.Module):
+    """GPT-style Transformer LM; see the module docstring for the equations and the forward contract.
+
+    `max_length` is `context_length` for both position kinds (rotary could go further, but the model
+    has only been trained on this many positions).
+    """
+
+    is_encoder_decoder = False
+
+    def __init__(self, vocab_size: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
+                 context_length: int = 256, dropout: float = 0.0, positions: str = "learned",
+                 activation: str = "gelu", bias: bool = True, tie_embeddings: bool = True):
+        super().__init__()
+        if positions not in POSITIONS:
+            raise SeqlabError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
+        if n_embd % n_head:
+            raise SeqlabError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+        self.vocab_size, self.n_layer, self.n_head, self.n_embd = vocab_size, n_layer, n_head, n_embd
+        self.context_length = self.max_length = context_length
+        self.dropout, self.positions, self.activation, self.bias = dropout, positions, activation, bias
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(vocab_size, n_embd),
+            drop=nn.Dropout(dropout),
+            h=nn.ModuleList(Block(n_embd, n_head, dropout, bias, activation, i) for i in range(n_layer)),
+            ln_f=nn.LayerNorm(n_embd, eps=1e-5, bias=bias),
+        ))
+        if positions == "learned":
+            self.transformer["wpe"] = nn.Embedding(context_length, n_embd)
+        self.rotary = RotaryEmbedding(n_embd // n_head) if positions == "rotary" else None
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 n_layer)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+        if tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+
+    @property
+    def tie_embeddings(self) -> bool:
+        return self.lm_head.weight is self.transformer.wte.weight
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def _trunk(self, idx: Tensor, positions: Tensor, mask: Tensor | None = None,
+               cache: StaticKVCache | None = None, slots: Tensor | None = None) -> Tensor:
+        """idx (B, T), positions (T,) or (B, T) -> final hidden states (B, T, C)."""
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rope = None
+        if self.rotary is None:
+            x = x + self.transformer.wpe(positions)  # (B, T, C)
+        else:
+            rope = self.rotary(positions)  # cos, sin: (B or 1, 1, T, hs)
+        x = self.transformer.drop(x)
+        for block in self.transformer.h:
+            x = block(x, rope, mask, cache, slots)
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """idx (B, T) -> logits (B, T, V); with targets (B, T): (logits, mean cross-entropy ignoring -100)."""
+        T = idx.shape[1]
+        if T > self.context_length:
+            raise SeqlabError(f"sequence of {T} tokens is longer than the model's context length {self.context_length}")
+        logits = self.lm_head(self._trunk(idx, torch.arange(T, device=idx.device)))  # (B, T, V)
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+    # ------------------------------------------------------------------ decoding (seqlab.decode.state)
+
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                max_new_tokens: int = 0) -> tuple[Tensor, TransformerState]:
+        """Run the prompt (B, T), left-padded where attention_mask is 0, into a cache of T + max_new_tokens slots.
+
+        Positions are cumsum(mask) - 1 clamped at 0, as Hugging Face GPT-2 generates; padding slots
+        are never attended to (each padding query sees only itself, which keeps its row finite).
+        Returns the logits (B, V) for the token after the prompt.
+        """
+        B, T = input_ids.shape
+        S, device = T + max_new_tokens, input_ids.device
+        if S > self.max_length:
+            raise SeqlabError(f"prompt of {T} tokens + {max_new_tokens} new tokens exceeds the model's "
+                              f"context length {self.max_length}")
+        real = torch.ones(B, T, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
+        positions = (real.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+        key_valid = torch.zeros(B, S, dtype=torch.bool, device=device)
+        key_valid[:, :T] = real
+        slots = torch.arange(T, device=device)  # (T,)
+        columns = torch.arange(S, device=device)  # (S,)
+        causal = columns[None, :] <= slots[:, None]  # (T, S)
+        mask = (key_valid[:, None, :] & causal) | (columns[None, :] == slots[:, None])  # (B, T, S)
+        cache = StaticKVCache(self.n_layer, S)
+        x = self._trunk(input_ids, positions, mask.unsqueeze(1), cache, slots)  # (B, T, C)
+        state = TransformerState(cache, key_valid, torch.tensor([T], device=device), positions[:, -1] + 1)
+        return self.lm_head(x[:, -1]), state  # (B, V)
+
+    def step(self, tokens: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState]:
+        """Feed tokens (B,) at the state's next slot; returns logits (B, V). Updates `state` in place."""
+        state.key_valid.index_fill_(1, state.slot, True)
+        mask = state.key_valid[:, None, None, :]  # (B, 1, 1, S)
+        x = self._trunk(tokens[:, None], state.position[:, None], mask, state.cache, state.slot)  # (B, 1, C)
+        state.slot.add_(1)
+        state.position.add_(1)
+        return self.lm_head(x[:, 0]), state  # (B, V)
+
+    def reorder_state(self, state: TransformerState, index: Tensor) -> TransformerState:
+        """Rows `index` (B',) of the state; in place when B' == B (the static buffers keep their addresses)."""
+        return TransformerState(state.cache.reorder(index), reorder_rows(state.key_valid, index), state.slot,
+                                reorder_rows(state.position, index))
+
+
+@register("transformer_lm")
+def build_transformer_lm(cfg: ModelConfig, vocab_size: int, **extra: int) -> TransformerLM:
+    if cfg.positions not in POSITIONS:
+        raise ConfigError(f"transformer_lm: model.positions must be one of {', '.join(POSITIONS)}, got {cfg.positions!r}")
+    return TransformerLM(vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                         context_length=cfg.context_length, dropout=cfg.dropout, positions=cfg.positions,
+                         activation=cfg.activation, bias=cfg.bias, tie_embeddings=cfg.tie_embeddings)
