@@ -17,8 +17,9 @@ Two ways to choose references:
   of `sacrebleu.sentence_bleu(h, pool).score`. A `ReferencePool` precomputes the pool's clipping
   counts once, so 10,000 references cost one pass instead of one pass per hypothesis; it works on
   any token sequences (strings or token ids), and can leave one reference out (self-BLEU).
-Texygen used NLTK's `SmoothingFunction().method1`; that is sacrebleu's `smooth_method="floor",
-smooth_value=0.1` (the default here, as in `sacrebleu.sentence_bleu`, is `exp`).
+Texygen scored with NLTK's `sentence_bleu(..., smoothing_function=SmoothingFunction().method1)`;
+`smooth_method="floor", smooth_value=0.1` reproduces it exactly for hypotheses of at least n
+tokens (tested). The default here, as in `sacrebleu.sentence_bleu`, is `exp`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,61 @@
+"""ROUGE: equals rouge-score's RougeScorer (no stemmer), best over references, CJK kept for zh."""
+
+from __future__ import annotations
+
+import pytest
+from rouge_score.rouge_scorer import RougeScorer
+
+from seqlab.errors import SeqlabError
+from seqlab.eval.rouge import ROUGE_TYPES, CharacterTokenizer, rouge
+
+HYPS = ["The cats sat on the mat.", "A dog barked at the mailman!", "It is raining today"]
+REFS = [
+    ["The cat is sitting on the mat.", "The dog barked at the postman.", "It's raining, isn't it?"],
+    ["A cat sat on the mat.", "A dog was barking at the mailman.", "Is it raining today?"],
+]
+
+
+def mean_f(scores: list[dict]) -> dict[str, float]:
+    return {k: sum(s[k].fmeasure for s in scores) / len(scores) for k in ROUGE_TYPES}
+
+
+def test_single_reference_equals_rouge_score():
+    scorer = RougeScorer(list(ROUGE_TYPES), use_stemmer=False)
+    expected = mean_f([scorer.score(r, h) for h, r in zip(HYPS, REFS[0], strict=True)])
+    assert rouge(HYPS, REFS[:1]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_multi_reference_takes_the_best_like_score_multi():
+    scorer = RougeScorer(list(ROUGE_TYPES), use_stemmer=False)
+    expected = mean_f([scorer.score_multi([r1, r2], h) for h, r1, r2 in zip(HYPS, *REFS, strict=True)])
+    ours = rouge(HYPS, REFS)
+    assert ours == pytest.approx(expected, abs=1e-12)
+    assert all(ours[k] > rouge(HYPS, REFS[:1])[k] for k in ROUGE_TYPES)
+    assert rouge(["a cat sat on the mat"], [["x y z"], ["A cat sat on the mat."]])["rougeL"] == 1.0
+
+
+class Characters:
+    """An independent character tokenizer: alphanumeric characters, lowercased."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return [c.lower() for c in text if c.isalnum()]
+
+
+def test_chinese_counts_characters():
+    hyps = ["床前明月光，疑是地上霜。", "白日依山尽"]
+    refs = [["床前看月光，疑是地上霜。", "白日依山尽，黄河入海流"]]
+    scorer = RougeScorer(list(ROUGE_TYPES), use_stemmer=False, tokenizer=Characters())
+    expected = mean_f([scorer.score(r, h) for h, r in zip(hyps, refs[0], strict=True)])
+    assert rouge(hyps, refs, tokenize="zh") == pytest.approx(expected, abs=1e-12)
+    assert rouge(hyps, refs, tokenize="char") == pytest.approx(expected, abs=1e-12)
+    # rouge-score's default tokenizer drops every CJK character: everything scores 0
+    assert rouge(hyps, refs, tokenize="13a") == dict.fromkeys(ROUGE_TYPES, 0.0)
+
+
+def test_character_tokenizer_keeps_cjk_and_latin_words():
+    assert CharacterTokenizer("zh").tokenize("我爱 Python，OK!") == ["我", "爱", "python", "ok"]
+
+
+def test_no_hypotheses():
+    with pytest.raises(SeqlabError, match="at least one hypothesis"):
+        rouge([], [[]])
