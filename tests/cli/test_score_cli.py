@@ -97,3 +97,9 @@ def test_non_utf8(cli, files, tmp_path):
 def test_missing_options(cli, files):
     assert_one_line_error(cli("score", "--ref", files("r.txt", REFS[0])))
     assert_one_line_error(cli("score", "--hyp", files("h.txt", HYPS)))
+
+
+def test_directory_instead_of_file(cli, files, tmp_path):
+    result = cli("score", "--hyp", files("h.txt", HYPS), "--ref", str(tmp_path))
+    assert_one_line_error(result)
+    assert "is a directory" in result.stderr

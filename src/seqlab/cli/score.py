@@ -60,8 +60,8 @@ def read_lines(path: Path, role: str) -> list[str]:
     """The lines of a UTF-8 text file (a trailing newline ends the last line; CRLF is accepted)."""
     if not path.exists():
         raise SeqlabError(f"{role} file not found: {path}")
-    if not path.is_file():
-        raise SeqlabError(f"{role} file {path} is not a regular file")
+    if path.is_dir():
+        raise SeqlabError(f"{role} file {path} is a directory")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
