@@ -98,3 +98,12 @@ def test_bad_inputs_raise_clear_errors():
         corpus_bleu(HYPS, REFS, tokenize="spm")
     with pytest.raises(SeqlabError, match="at least one reference"):
         pooled_bleu(HYPS, [])
+
+
+def test_tokenized_looking_output_scores_the_same_without_warnings(caplog):
+    hyps, refs = ["a b c ."] * 120, [["a b d ."] * 120]
+    expected = sacrebleu.corpus_bleu(hyps, refs).score
+    assert "tokenized period" in caplog.text  # sacrebleu warns
+    caplog.clear()
+    assert corpus_bleu(hyps, refs) == pytest.approx(expected)
+    assert "tokenized period" not in caplog.text

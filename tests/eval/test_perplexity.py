@@ -69,3 +69,18 @@ def test_training_mode_is_restored_and_short_streams_rejected():
     assert model.training
     with pytest.raises(SeqlabError, match="at least 2 tokens"):
         lm_nll(model, [1], 4)
+
+
+def test_transformer_lm_matches_its_own_loss_over_full_windows():
+    """nanoGPT's val loss on the same windows: the mean of the model's cross-entropy per window."""
+    from seqlab.models.transformer_lm import TransformerLM
+
+    torch.manual_seed(0)
+    model = TransformerLM(vocab_size=17, n_layer=1, n_head=2, n_embd=16, context_length=8, dropout=0.1).train()
+    ids = torch.randint(0, 17, (3 * 8 + 1,))
+    model.eval()
+    with torch.no_grad():
+        losses = [model(ids[None, s:s + 8], ids[None, s + 1:s + 9])[1].item() for s in (0, 8, 16)]
+    model.train()
+    assert lm_nll(model, ids, context_length=8, batch_size=2) == pytest.approx(sum(losses) / 3, rel=1e-5)
+    assert model.training  # dropout was off while measuring, and is back on

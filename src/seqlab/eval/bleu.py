@@ -42,7 +42,10 @@ def corpus_bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]], tokenize: st
 
     resolve_tokenize(tokenize=tokenize)
     _check_parallel(hyps, refs)
-    return BLEU(tokenize=tokenize, max_ngram_order=max_ngram_order).corpus_score(list(hyps), refs).score
+    # force=True only silences sacrebleu's "looks tokenized" warning (word-level models print
+    # space-separated tokens, so it would fire on every run); the score is the same
+    bleu = BLEU(tokenize=tokenize, max_ngram_order=max_ngram_order, force=True)
+    return bleu.corpus_score(list(hyps), refs).score
 
 
 def pooled_bleu(hyps: Sequence[str], references: Sequence[str], max_ngram_order: int = 4,
