@@ -18,7 +18,10 @@ from seqlab.errors import SeqlabError
 # command group -> module under seqlab.cli (in --help order)
 COMMANDS = [
     "config",
+    "data",
+    "train",
     "score",
+    "interop",
 ]
 
 app = typer.Typer(

@@ -19,7 +19,6 @@ so an interrupted prepare (Ctrl-C) leaves nothing a later run could read.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -233,9 +232,3 @@ def _read_cache(folder: Path, tokenizer: Tokenizer | None) -> PreparedData:
 def _tuples(rows: list[list[Any]] | None) -> list[tuple[Any, ...]] | None:
     return None if rows is None else [tuple(r) for r in rows]
 
-
-def clear_stale(root: Path) -> None:
-    """Remove temporary directories left by a prepare that was killed outright (SIGKILL)."""
-    with contextlib.suppress(FileNotFoundError):
-        for p in (root / "prepared").glob(".*.tmp"):
-            shutil.rmtree(p, ignore_errors=True)

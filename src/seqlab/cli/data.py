@@ -1,0 +1,107 @@
+"""`seqlab data`: list the built-in corpora, inspect a corpus, prepare (tokenize and cache) one."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import typer
+
+from seqlab.cli.options import EncodingOpt, JsonOpt, SeedOpt, SetOpt, print_json
+from seqlab.config import Config, from_dict, merge, parse_overrides, read_config_file
+from seqlab.data.corpora import list_builtins, load_corpus
+from seqlab.data.prepare import check_min_length, prepare_data
+from seqlab.data.stats import corpus_stats
+from seqlab.runs import RunDir
+
+data_app = typer.Typer(help="Corpora: list the built-ins, inspect one, prepare (tokenize + cache) one.",
+                       no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+
+
+def _config(corpus: str, preset: str | None, overrides: list[str] | None, **data: object) -> Config:
+    raw = read_config_file(preset) if preset else {}
+    raw = merge(raw, {"data": {"corpus": corpus, **data}})
+    return from_dict(Config, merge(raw, parse_overrides(overrides or [])))
+
+
+@data_app.command("list")
+def list_corpora(as_json: bool = JsonOpt) -> None:
+    """List the built-in corpora with their source, licence and how to install them."""
+    infos = list_builtins()
+    if as_json:
+        print_json({"corpora": [dataclasses.asdict(i) for i in infos]})
+        return
+    for i in infos:
+        typer.echo(f"{i.name:30s} {i.description}")
+        typer.echo(f"{'':30s} source: {i.source}; licence: {i.license}")
+
+
+@data_app.command("inspect")
+def inspect(
+    corpus: str = typer.Argument(..., help="A built-in corpus name (`seqlab data list`) or a .txt/.jsonl/.tsv file."),
+    tokenizer: str = typer.Option("char", "--tokenizer", help="char | word | bpe"),
+    lang: str = typer.Option("auto", "--lang", help="auto | en | zh (word tokenizer: zh segments with jieba)"),
+    encoding: str = EncodingOpt,
+    overrides: list[str] = SetOpt,
+    seed: int = SeedOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Print a corpus's examples, characters, distinct characters, tokens, vocabulary size (with specials),
+    OOV rate (on the held-out split), length percentiles (in tokens) and a few samples."""
+    cfg = _config(corpus, None, overrides, tokenizer=tokenizer, lang=lang, encoding=encoding).data
+    loaded = load_corpus(cfg.corpus, encoding=cfg.encoding, history_turns=cfg.history_turns)
+    stats = corpus_stats(loaded, cfg, seed=seed)
+    if as_json:
+        print_json(stats)
+        return
+    _print_stats(stats)
+
+
+def _print_stats(stats: dict) -> None:
+    typer.echo(f"{stats['name']} ({stats['kind']}) — {stats['source']}; licence: {stats['license']}")
+    for key in ("examples", "pairs", "pairs_deduplicated", "characters", "distinct_characters", "tokens",
+                "vocab_size"):
+        if key in stats:
+            typer.echo(f"  {key:22s} {stats[key]:,}")
+    typer.echo(f"  {'oov_rate':22s} {stats['oov_rate']:.4%} ({stats['tokenizer']} tokenizer, held-out split)")
+    typer.echo(f"  {'length_percentiles':22s} {stats['length_percentiles']} (tokens per {stats['length_unit']})")
+    typer.echo("  samples:")
+    for sample in stats["samples"]:
+        typer.echo(f"    {sample!r}")
+
+
+@data_app.command("prepare")
+def prepare(
+    corpus: str = typer.Argument(..., help="A built-in corpus name or a corpus file."),
+    preset: str = typer.Option(None, "--config", help="A preset name or YAML file to start from."),
+    overrides: list[str] = SetOpt,
+    out: Path = typer.Option(None, "--out", help="A run directory to cache into (default: the user cache)."),
+    seed: int = SeedOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Split, tokenize (tokenizer trained on train only) and cache a corpus; for data.task=lm, check every
+    split holds one training window (model.context_length + 1 tokens)."""
+    cfg = _config(corpus, preset, overrides)
+    data = prepare_data(cfg.data, seed, cache_dir=out)
+    if cfg.data.task == "lm":
+        for split in data.splits.values():
+            check_min_length(split, cfg.model.context_length)
+    if out is not None:
+        data.tokenizer.save(RunDir(out).tokenizer)
+    report = {"corpus": data.corpus, "task": data.task, "tokenizer": cfg.data.tokenizer,
+              "vocab_size": data.tokenizer.vocab_size, "splits": {k: len(v) for k, v in data.splits.items()},
+              "unit": "tokens" if data.task == "lm" else "examples", "cache": str(data.cache_path)}
+    if data.labels:
+        report["labels"] = data.labels
+    if as_json:
+        print_json(report)
+        return
+    sizes = ", ".join(f"{k} {v:,}" for k, v in report["splits"].items())
+    typer.echo(f"{data.corpus}: {data.task}, {cfg.data.tokenizer} tokenizer ({report['vocab_size']:,} tokens); "
+               f"{sizes} {report['unit']}")
+    typer.echo(f"cached in {data.cache_path}")
+
