@@ -6,6 +6,8 @@ import math
 
 import pytest
 import sacrebleu
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sacrebleu.metrics import BLEU
 
 from seqlab.errors import SeqlabError
@@ -107,3 +109,14 @@ def test_tokenized_looking_output_scores_the_same_without_warnings(caplog):
     caplog.clear()
     assert corpus_bleu(hyps, refs) == pytest.approx(expected)
     assert "tokenized period" not in caplog.text
+
+
+sentences = st.lists(st.sampled_from(["a", "b", "c", "B", "!"]), max_size=7).map(" ".join)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(sentences, min_size=1, max_size=4), st.lists(sentences, min_size=1, max_size=5), st.integers(1, 4))
+def test_pooled_bleu_equals_sacrebleu_on_random_sets(hyps, pool, n):
+    bleu = BLEU(max_ngram_order=n, effective_order=True)
+    expected = sum(bleu.sentence_score(h, pool).score for h in hyps) / len(hyps)
+    assert pooled_bleu(hyps, pool, n) == pytest.approx(expected, abs=1e-9)
