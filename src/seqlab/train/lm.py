@@ -1,0 +1,246 @@
+"""The language-model recipe: `setup` builds everything from a Config, `fit` trains, `validate` measures.
+
+    L(theta) = -(1/BT) sum_b sum_t log p_theta(x_{b,t+1} | x_{b,<=t})     on random train windows
+    val loss = the same, in nats per token, over the whole val split in non-overlapping windows
+
+`train_lm(config, run_dir)` is what `seqlab train` runs; `train_lm(..., resume=True)` continues a
+run from its last checkpoint exactly (model, optimizer, scheduler, RNG and data position).
+Under `torchrun` each rank trains on its slice of every global batch (see `batches.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from seqlab.checkpoint import save_weights
+from seqlab.config import Config
+from seqlab.data.prepare import check_min_length, prepare_data
+from seqlab.data.tokenizers import Tokenizer, load_tokenizer
+from seqlab.device import seed_everything
+from seqlab.errors import SeqlabError
+from seqlab.eval.perplexity import lm_nll
+from seqlab.models import build_model
+from seqlab.runs import RunDir
+from seqlab.train.batches import WindowSampler
+from seqlab.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    all_reduce_sum,
+    any_rank,
+    barrier,
+    gather_objects,
+    setup_distributed,
+    teardown_distributed,
+    weights_digest,
+)
+from seqlab.train.early_stopping import BestTracker
+from seqlab.train.interrupt import InterruptFlag
+from seqlab.train.metrics import MetricsWriter
+from seqlab.train.optim import build_optimizer, build_scheduler
+from seqlab.train.progress import TrainProgress
+from seqlab.train.samples import sample_continuations
+from seqlab.train.state import load_checkpoint, save_checkpoint
+from seqlab.train.step import autocast, resolve_precision, train_step
+
+
+@dataclass
+class LMSetup:
+    """Everything `fit` needs; `model` is what trains (maybe compiled / DDP-wrapped), `raw_model` the module."""
+
+    cfg: Config
+    run: RunDir
+    info: DistInfo
+    device: torch.device
+    precision: str
+    tokenizer: Tokenizer
+    val_ids: torch.Tensor
+    raw_model: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: WindowSampler
+    tracker: BestTracker
+    start_step: int
+    resumed: bool
+
+
+def train_lm(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False) -> dict[str, Any]:
+    """Train (or resume) a language model into `run_dir`; returns the run summary (rank 0's view)."""
+    info, device = setup_distributed(device_name)
+    try:
+        return fit(setup(cfg, RunDir(Path(run_dir)), info, device, resume))
+    finally:
+        teardown_distributed()
+
+
+def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool) -> LMSetup:
+    if cfg.data.task != "lm":
+        raise SeqlabError(f"the language-model recipe needs data.task: lm, got {cfg.data.task!r}")
+    if cfg.model.arch not in ("rnn_lm", "transformer_lm"):
+        raise SeqlabError(f"the language-model recipe trains rnn_lm or transformer_lm, got model.arch {cfg.model.arch!r}")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    seed_everything(cfg.seed)
+    if not info.is_main:
+        barrier(info)  # rank 0 prepares (and caches) the data first
+    data = prepare_data(cfg.data, cfg.seed, tokenizer=load_tokenizer(run.tokenizer) if resume else None)
+    if info.is_main:
+        barrier(info)
+    check_min_length(data.splits["train"], cfg.model.context_length)
+    check_min_length(data.splits["val"], cfg.model.context_length)
+    tokenizer = data.tokenizer
+    if info.is_main and not resume:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(cfg)
+        run.write_info(cfg.seed)
+        tokenizer.save(run.tokenizer)
+
+    raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
+                            eos_id=tokenizer.eos_id).to(device)
+    torch.manual_seed(cfg.seed + info.rank)  # dropout masks differ across ranks, not with the model's init
+    t = cfg.train
+    optimizer = build_optimizer(raw_model, t.lr, t.weight_decay, (t.beta1, t.beta2), device)
+    scheduler = build_scheduler(optimizer, t.lr, t.min_lr, t.warmup_steps, t.max_steps)
+    sampler = WindowSampler(data.splits["train"].ids.to(device), cfg.model.context_length, t.batch_size,
+                            t.grad_accum, cfg.seed, info.rank, info.world_size)
+    tracker = BestTracker(t.patience)
+    start_step = 0
+    if resume:
+        start_step, extras = load_checkpoint(run, raw_model, optimizer, scheduler, info, device)
+        sampler.load_state_dict(extras["sampler"])
+        tracker.load_state_dict(extras["tracker"])
+        if start_step >= t.max_steps or tracker.should_stop:
+            raise SeqlabError(f"nothing to resume: {run.path} finished at step {start_step}")
+    model = raw_model
+    if info.enabled:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if t.compile:
+        model = torch.compile(model)
+    return LMSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer,
+                   data.splits["val"].ids, raw_model, model, optimizer, scheduler, sampler, tracker, start_step,
+                   resume)
+
+
+def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    inputs, targets = batch  # (B, T), (B, T)
+    return model(inputs, targets)[1]
+
+
+def fit(s: LMSetup) -> dict[str, Any]:
+    """The training loop: step, log, evaluate + checkpoint, stop early or on Ctrl-C (checkpoint, then exit 130)."""
+    t, info = s.cfg.train, s.info
+    tokens_per_step = t.batch_size * s.cfg.model.context_length
+    metrics = MetricsWriter(s.run, info.is_main, resume_step=s.start_step if s.resumed else None)
+    step, last_val, stopped_early = s.start_step, math.nan, False
+    train_time, train_tokens = 0.0, 0
+    started = time.perf_counter()
+    try:
+        with TrainProgress(t.max_steps, step, enabled=info.is_main) as bar, InterruptFlag() as interrupt:
+            tick, tick_step = time.perf_counter(), step
+            while step < t.max_steps:
+                lr = s.scheduler.get_last_lr()[0]
+                loss, grad_norm = train_step(s.model, s.sampler.next_step(), lm_loss, s.optimizer, s.scheduler,
+                                             t.grad_clip, s.device, s.precision)
+                step += 1
+                if step % t.log_interval == 0 or step == t.max_steps:
+                    loss_value = all_reduce_mean(loss, info).item()  # waits for the device
+                    elapsed = time.perf_counter() - tick
+                    train_time, train_tokens = train_time + elapsed, train_tokens + (step - tick_step) * tokens_per_step
+                    tokens_per_s = (step - tick_step) * tokens_per_step / max(elapsed, 1e-9)
+                    record = {"step": step, "train_loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
+                    if grad_norm is not None:
+                        record["grad_norm"] = grad_norm.item()
+                    metrics.write(record)
+                    bar.update(step, loss_value, tokens_per_s)
+                    tick, tick_step = time.perf_counter(), step
+                if step % t.eval_interval == 0 or step == t.max_steps:
+                    last_val = evaluate_and_checkpoint(s, step, metrics, bar)
+                    tick, tick_step = time.perf_counter(), step
+                    if s.tracker.should_stop:
+                        stopped_early = True
+                        bar.print(f"early stopping: no improvement in {t.patience} evaluations")
+                        break
+                checks = not info.enabled or step % t.log_interval == 0  # under DDP, agree only at log steps
+                if checks and any_rank(interrupt.requested, info, s.device):
+                    if step % t.eval_interval:
+                        save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, _extras(s), info, s.device)
+                    bar.print(f"interrupted: checkpoint saved at step {step}; continue with "
+                              f"`seqlab train --resume {s.run.path}`")
+                    raise KeyboardInterrupt
+        summary = {
+            "step": step, "event": "end", "run": str(s.run.path), "best_val_loss": s.tracker.best,
+            "best_step": s.tracker.best_step, "final_val_loss": last_val, "stopped_early": stopped_early,
+            "tokens_per_s": train_tokens / train_time if train_time else math.nan,
+            "wall_s": time.perf_counter() - started, "device": str(s.device), "world_size": info.world_size,
+            "weights_sha256": gather_objects(weights_digest(s.raw_model), info),
+        }
+        metrics.write(summary, tensorboard=False)
+        return summary
+    finally:
+        metrics.close()
+
+
+def evaluate_and_checkpoint(s: LMSetup, step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:
+    """Validate, keep the best weights, print samples, save the checkpoint; returns the val loss."""
+    t = s.cfg.train
+    val = validate(s.raw_model, s.val_ids, s.cfg.model.context_length, t.batch_size, t.eval_batches,
+                   s.info, s.device, s.precision)
+    improved = s.tracker.update(step, val)
+    metrics.write({"step": step, "val_loss": val, "val_ppl": math.exp(min(val, 700.0)),
+                   "best_val_loss": s.tracker.best})
+    if s.info.is_main:
+        if improved:
+            save_weights(s.raw_model, s.run.best, metadata={"step": str(step)})
+        bar.print(f"step {step}: val loss {val:.4f} (ppl {math.exp(min(val, 700.0)):.2f})"
+                  f"{' (best)' if improved else f', best {s.tracker.best:.4f} at step {s.tracker.best_step}'}")
+        for text in samples(s, step):
+            bar.print("  | " + text.replace("\n", "\n  | "))
+    save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, _extras(s), s.info, s.device)
+    return val
+
+
+def _extras(s: LMSetup) -> dict[str, Any]:
+    return {"sampler": s.sampler.state_dict(), "tracker": s.tracker.state_dict()}
+
+
+def validate(model: torch.nn.Module, val_ids: torch.Tensor, context_length: int, batch_size: int,
+             eval_batches: int | None, info: DistInfo, device: torch.device, precision: str) -> float:
+    """Mean val NLL over non-overlapping windows (the first `eval_batches` x `batch_size`, or all),
+    each rank scoring a contiguous share of the windows."""
+    n_targets = val_ids.numel() - 1
+    if eval_batches is not None:
+        n_targets = min(n_targets, eval_batches * batch_size * context_length)
+    n_windows = math.ceil(n_targets / context_length)
+    lo = min(n_targets, info.rank * n_windows // info.world_size * context_length)
+    hi = min(n_targets, (info.rank + 1) * n_windows // info.world_size * context_length)
+    nll_sum = 0.0
+    if hi > lo:
+        with autocast(device, precision):
+            nll_sum = lm_nll(model, val_ids[lo:hi + 1], context_length, batch_size, device) * (hi - lo)
+    total = all_reduce_sum(torch.tensor([nll_sum, hi - lo], dtype=torch.float64, device=device), info)
+    return (total[0] / total[1]).item()
+
+
+def samples(s: LMSetup, step: int) -> list[str]:
+    """`train.samples` continuations of the val split's first token (own RNG: training is unaffected)."""
+    if s.cfg.train.samples == 0:
+        return []
+    d = s.cfg.decode
+    generator = torch.Generator(device=s.device).manual_seed(s.cfg.seed + step)
+    prompt = s.val_ids[:1].to(s.device)
+    s.raw_model.eval()
+    try:
+        with autocast(s.device, s.precision):
+            out = sample_continuations(s.raw_model, prompt, s.cfg.train.samples, min(d.max_new_tokens, 200),
+                                       d.temperature, d.top_k, generator)
+    finally:
+        s.raw_model.train()
+    return [s.tokenizer.decode(prompt.tolist() + row.tolist()) for row in out.cpu()]
