@@ -94,7 +94,7 @@ def test_ngram_counts_by_hand():
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(SeqlabError, match="reference set 1 has 2 lines but there are 3 hypotheses"):
         corpus_bleu(HYPS, [REFS[0][:2]])
-    with pytest.raises(SeqlabError, match="at least one hypothesis"):
+    with pytest.raises(SeqlabError, match="no hypotheses"):
         corpus_bleu([], [[]])
     with pytest.raises(SeqlabError, match="unknown tokenizer 'spm'"):
         corpus_bleu(HYPS, REFS, tokenize="spm")

@@ -56,6 +56,8 @@ def test_character_tokenizer_keeps_cjk_and_latin_words():
     assert CharacterTokenizer("zh").tokenize("我爱 Python，OK!") == ["我", "爱", "python", "ok"]
 
 
-def test_no_hypotheses():
-    with pytest.raises(SeqlabError, match="at least one hypothesis"):
+def test_bad_inputs():
+    with pytest.raises(SeqlabError, match="no hypotheses"):
         rouge([], [[]])
+    with pytest.raises(SeqlabError, match="reference set 2 has 1 lines but there are 3 hypotheses"):
+        rouge(HYPS, [REFS[0], REFS[1][:1]])

@@ -46,7 +46,7 @@ def test_one_hypothesis_has_no_self_bleu():
 def test_bad_inputs():
     with pytest.raises(SeqlabError, match="no hypotheses"):
         score_texts([], [[]])
-    with pytest.raises(SeqlabError, match="3 hypotheses but reference set 2 has 2 lines"):
+    with pytest.raises(SeqlabError, match="reference set 2 has 2 lines but there are 3 hypotheses"):
         score_texts(HYPS, [REFS[0], REFS[1][:2]])
     with pytest.raises(SeqlabError, match="unknown tokenizer"):
         score_texts(HYPS, REFS, tokenize="13b")

@@ -41,7 +41,7 @@ def corpus_bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]], tokenize: st
     from sacrebleu.metrics import BLEU
 
     resolve_tokenize(tokenize=tokenize)
-    _check_parallel(hyps, refs)
+    check_parallel(hyps, refs)
     # force=True only silences sacrebleu's "looks tokenized" warning (word-level models print
     # space-separated tokens, so it would fire on every run); the score is the same
     bleu = BLEU(tokenize=tokenize, max_ngram_order=max_ngram_order, force=True)
@@ -141,11 +141,12 @@ def ngram_counts(tokens: Sequence[Hashable], max_order: int) -> Counter:
     return Counter(tuple(tokens[i:i + n]) for n in range(1, max_order + 1) for i in range(len(tokens) - n + 1))
 
 
-def _check_parallel(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
+def check_parallel(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
+    """Raise unless there are hypotheses and every reference set has one line per hypothesis."""
     if not hyps:
-        raise SeqlabError("BLEU needs at least one hypothesis")
+        raise SeqlabError("there are no hypotheses to score")
     if not refs:
-        raise SeqlabError("BLEU needs at least one reference set")
+        raise SeqlabError("scoring needs at least one reference set")
     for k, ref_set in enumerate(refs):
         if len(ref_set) != len(hyps):
             raise SeqlabError(f"reference set {k + 1} has {len(ref_set)} lines but there are {len(hyps)} hypotheses")

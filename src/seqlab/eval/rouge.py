@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from seqlab.errors import SeqlabError
+from seqlab.eval.bleu import check_parallel
 from seqlab.eval.tokens import CHARACTER_TOKENIZERS, bleu_tokens
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -37,8 +37,7 @@ def rouge(hyps: Sequence[str], refs: Sequence[Sequence[str]], tokenize: str = "1
     """Mean ROUGE F-measures {rouge1, rouge2, rougeL}; `refs` holds one list per reference set."""
     from rouge_score.rouge_scorer import RougeScorer
 
-    if not hyps:
-        raise SeqlabError("ROUGE needs at least one hypothesis")
+    check_parallel(hyps, refs)
     tokenizer = CharacterTokenizer(tokenize) if tokenize in CHARACTER_TOKENIZERS else None
     scorer = RougeScorer(list(ROUGE_TYPES), use_stemmer=False, tokenizer=tokenizer)
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)

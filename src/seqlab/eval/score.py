@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from seqlab.errors import SeqlabError
-from seqlab.eval.bleu import corpus_bleu
+from seqlab.eval.bleu import check_parallel, corpus_bleu
 from seqlab.eval.distinct import distinct_n
 from seqlab.eval.rouge import rouge
 from seqlab.eval.self_bleu import self_bleu
@@ -30,13 +29,7 @@ def score_texts(hyps: Sequence[str], refs: Sequence[Sequence[str]], lang: str = 
                 tokenize: str | None = None) -> dict[str, float | None]:
     """Score hypotheses against reference sets (one list per set, each as long as `hyps`)."""
     tokenize = resolve_tokenize(lang, tokenize)
-    if not hyps:
-        raise SeqlabError("there are no hypotheses to score")
-    if not refs:
-        raise SeqlabError("scoring needs at least one reference set")
-    for k, ref_set in enumerate(refs):
-        if len(ref_set) != len(hyps):
-            raise SeqlabError(f"there are {len(hyps)} hypotheses but reference set {k + 1} has {len(ref_set)} lines")
+    check_parallel(hyps, refs)
     tokens = [bleu_tokens(h, tokenize) for h in hyps]
     return {
         "bleu": corpus_bleu(hyps, refs, tokenize),
