@@ -1,0 +1,70 @@
+"""The GPU fast path: one decode step recorded as a CUDA graph and replayed for every later token.
+
+A small model's decode step is a few hundred tiny kernels whose launch cost dwarfs the arithmetic;
+replaying a captured graph launches them all at once. Capture needs a step with static shapes and
+addresses that changes nothing outside its tensors: the model's state is updated in place (a static
+KV cache written at a slot *tensor*, positions as tensors) and `reorder_state` keeps buffers in place
+when the batch size is unchanged. Models declare it with `capturable_step = True`; seqlab's
+TransformerLM state is built that way (see `TransformerState`), so it qualifies.
+
+    step = CapturedStep(model)         # call 1: eager (it is also the warm-up); call 2: capture + replay;
+    logits, state = step(tokens, state) # later calls: copy tokens in, replay, read the static logits
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+SYNC_EVERY_CUDA = 16  # the host checks for "all finished" every this many tokens on a GPU (k >= 8)
+
+
+def is_capturable(model: Any) -> bool:
+    """Whether `model.step` can be captured: declared by the model, or seqlab's TransformerLM."""
+    declared = getattr(model, "capturable_step", None)
+    if declared is not None:
+        return bool(declared)
+    from seqlab.models.transformer_lm import TransformerLM
+
+    return isinstance(model, TransformerLM)
+
+
+def use_fast_path(model: Any, device: torch.device) -> bool:
+    return device.type == "cuda" and is_capturable(model)
+
+
+def sync_interval(device: torch.device, streaming: bool) -> int:
+    """How often the host checks whether every sequence has finished (each check waits for the device)."""
+    return 1 if streaming or device.type != "cuda" else SYNC_EVERY_CUDA
+
+
+class CapturedStep:
+    """`model.step` as a replayed CUDA graph; the state object must stay the same tensors throughout."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.tokens: Tensor | None = None  # static input (N,)
+        self.logits: Tensor | None = None  # static output (N, V)
+
+    def __call__(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        self.calls += 1
+        if self.calls == 1:  # eager on a side stream: a real step that also warms up cuBLAS and the allocator
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                logits, state = self.model.step(tokens, state)
+            torch.cuda.current_stream().wait_stream(side)
+            return logits, state
+        if self.graph is None:
+            self.tokens = tokens.clone()
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):  # records without running; the replay below runs it
+                self.logits, _ = self.model.step(self.tokens, state)
+        else:
+            self.tokens.copy_(tokens)
+        self.graph.replay()
+        return self.logits, state
