@@ -22,6 +22,7 @@ COMMANDS = [
     "train",
     "score",
     "interop",
+    "interop",
 ]
 
 app = typer.Typer(

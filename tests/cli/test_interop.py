@@ -1,0 +1,120 @@
+"""`seqlab import-hf` / `export-hf`: a GPT-2 folder built offline, through a seqlab run and back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import assert_one_line_error
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+from seqlab.models.loading import load_model_from_run
+
+TEXT = ["To be, or not to be, that is the question:", "Whether 'tis nobler in the mind to suffer",
+        "The slings and arrows of outrageous fortune", "Or to take arms against a sea of troubles"] * 4
+
+
+def gpt2_tokenizer() -> GPT2TokenizerFast:
+    """A tiny byte-level BPE with GPT-2's only special token, wrapped as transformers would save it."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(TEXT, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                      show_progress=False))
+    return GPT2TokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                             unk_token="<|endoftext|>")
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hf") / "tiny-gpt2"
+    tokenizer = gpt2_tokenizer()
+    eos = tokenizer.eos_token_id
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=32, vocab_size=len(tokenizer),
+                                       bos_token_id=eos, eos_token_id=eos)).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder, model, tokenizer
+
+
+def test_import_then_export_keeps_logits_and_token_ids(cli, hf_folder, tmp_path):
+    folder, hf_model, hf_tokenizer = hf_folder
+    result = cli("import-hf", folder, "--out", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["n_layer"], summary["vocab_size"], summary["context_length"]) == (2, len(hf_tokenizer), 32)
+
+    model, tokenizer, config = load_model_from_run(tmp_path / "run")
+    assert (config.model.arch, config.model.positions, config.model.activation) == ("transformer_lm", "learned",
+                                                                                     "gelu_new")
+    assert config.model.bias and config.model.tie_embeddings and config.data.tokenizer == "bpe"
+    text = "To be, or not to suffer the question"
+    ids = tokenizer.encode(text)
+    assert ids == hf_tokenizer(text)["input_ids"] and tokenizer.eos_id == hf_tokenizer.eos_token_id
+    idx = torch.tensor([ids])
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), hf_model(idx).logits, atol=1e-5, rtol=1e-5)
+
+    result = cli("export-hf", tmp_path / "run", "--out", tmp_path / "back")
+    assert result.exit_code == 0, result.stderr
+    assert "tokenizer: exported" in result.stdout
+    back = GPT2LMHeadModel.from_pretrained(tmp_path / "back").eval()
+    back_tokenizer = GPT2TokenizerFast.from_pretrained(tmp_path / "back")
+    assert back_tokenizer(text)["input_ids"] == ids and back.config.eos_token_id == hf_tokenizer.eos_token_id
+    with torch.no_grad():
+        torch.testing.assert_close(back(idx).logits, hf_model(idx).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_import_errors(cli, hf_folder, tmp_path):
+    folder = hf_folder[0]
+    assert_one_line_error(cli("import-hf", tmp_path / "missing", "--out", tmp_path / "r1"))
+    assert_one_line_error(cli("import-hf", folder))  # no --out
+    (tmp_path / "empty").mkdir()
+    result = cli("import-hf", tmp_path / "empty", "--out", tmp_path / "r2")
+    assert_one_line_error(result)
+    assert "no config.json" in result.stderr
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert"}')
+    (bert / "model.safetensors").write_bytes(b"")
+    result = cli("import-hf", bert, "--out", tmp_path / "r3")
+    assert_one_line_error(result)
+    assert "only GPT-2" in result.stderr
+    broken = tmp_path / "broken"
+    GPT2Config(n_layer=1, n_head=1, n_embd=4, vocab_size=10, n_positions=4).save_pretrained(broken)
+    (broken / "model.safetensors").write_bytes(b"garbage")
+    result = cli("import-hf", broken, "--out", tmp_path / "r4")
+    assert_one_line_error(result)
+    assert "cannot load the GPT-2 weights" in result.stderr
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    result = cli("import-hf", folder, "--out", tmp_path / "taken")
+    assert_one_line_error(result)
+    assert "already exists" in result.stderr
+    assert not any((tmp_path / name).exists() for name in ("r1", "r2", "r3", "r4"))
+
+
+def test_export_errors(cli, tmp_path):
+    from seqlab.checkpoint import save_weights
+    from seqlab.config import Config, ModelConfig
+    from seqlab.data.tokenizers import train_tokenizer
+    from seqlab.models import build_model
+    from seqlab.runs import open_run
+
+    assert_one_line_error(cli("export-hf", tmp_path / "nowhere", "--out", tmp_path / "o1"))
+    for name, model_config in [("lstm", ModelConfig(arch="rnn_lm", n_layer=1, n_embd=8, hidden_size=8)),
+                               ("rotary", ModelConfig(arch="transformer_lm", n_layer=1, n_head=2, n_embd=8,
+                                                      context_length=8, positions="rotary"))]:
+        run = open_run(tmp_path / name, must_exist=False)
+        tokenizer = train_tokenizer("char", ["abc"])
+        run.write_config(Config(model=model_config))
+        tokenizer.save(run.tokenizer)
+        save_weights(build_model(model_config, tokenizer.vocab_size), run.model)
+        result = cli("export-hf", run.path, "--out", tmp_path / f"out-{name}")
+        assert_one_line_error(result)
+        assert ("only transformer_lm" if name == "lstm" else "positions are 'rotary'") in result.stderr
+        assert not (tmp_path / f"out-{name}").exists()
