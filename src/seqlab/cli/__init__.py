@@ -22,7 +22,6 @@ COMMANDS = [
     "train",
     "score",
     "interop",
-    "interop",
 ]
 
 app = typer.Typer(
