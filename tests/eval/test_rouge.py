@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rouge_score.rouge_scorer import RougeScorer
 
 from seqlab.errors import SeqlabError
@@ -61,3 +63,15 @@ def test_bad_inputs():
         rouge([], [[]])
     with pytest.raises(SeqlabError, match="reference set 2 has 1 lines but there are 3 hypotheses"):
         rouge(HYPS, [REFS[0], REFS[1][:1]])
+
+
+# at least two words: a one-word text has no bigram, so its rouge2 is 0 even against itself
+words = st.lists(st.sampled_from(["cat", "dog", "Mat", "sat", "on"]), min_size=2, max_size=8).map(" ".join)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(words, min_size=1, max_size=4), st.lists(words, min_size=4, max_size=4))
+def test_range_and_identity(hyps, others):
+    scores = rouge(hyps, [others[:len(hyps)]])
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+    assert rouge(hyps, [others[:len(hyps)], hyps]) == pytest.approx(dict.fromkeys(ROUGE_TYPES, 1.0))
