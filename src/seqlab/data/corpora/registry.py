@@ -60,7 +60,8 @@ def register_family(prefix: str, member_label: str, members: Callable[[], list[s
 
 def _import_registering_modules() -> None:
     for module in _REGISTERING_MODULES.values():
-        if importlib.util.find_spec(module.rpartition(".")[0]) and importlib.util.find_spec(module):
+        parent = module.rpartition(".")[0]
+        if (not parent or importlib.util.find_spec(parent)) and importlib.util.find_spec(module):
             importlib.import_module(module)
 
 
