@@ -97,6 +97,19 @@ def test_greedy_tokens_match_hf_generate_on_left_padded_prompts():
     assert torch.equal(torch.cat([idx, torch.stack(tokens, 1)], 1), expected)
 
 
+@pytest.mark.parametrize("change", [dict(tie_word_embeddings=False), dict(activation_function="gelu"),
+                                    dict(activation_function="relu")])
+def test_import_of_gpt2_variants(change):
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=8, vocab_size=30, n_positions=12,
+                                    bos_token_id=None, eos_token_id=None, **change)).eval()
+    model = from_hf_gpt2(hf)
+    assert model.tie_embeddings == hf.config.tie_word_embeddings
+    idx = torch.randint(0, 30, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), hf(idx).logits, **TOL)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_round_trip(seed):
     hf = random_hf_gpt2(seed)
