@@ -22,6 +22,7 @@ from seqlab.config import Config, DataConfig, ModelConfig
 from seqlab.data.tokenizers import BPETokenizer
 from seqlab.errors import SeqlabError
 from seqlab.interop.gpt2 import from_hf_gpt2, to_hf_gpt2
+from seqlab.io import _umask
 from seqlab.models.loading import load_model_from_run
 from seqlab.runs import RunDir
 
@@ -113,7 +114,7 @@ def _new_directory(target: str | Path) -> Iterator[Path]:
     _check_new_directory(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary directory
     try:
         yield tmp
         if target.exists():
