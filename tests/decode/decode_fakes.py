@@ -1,0 +1,39 @@
+"""A hand-made decoder model for the engine's tests (imported by them): next-token probabilities from a table."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+PAD, EOS, A, B, C = range(5)
+
+
+class MarkovLM(torch.nn.Module):
+    """p(next | last token) = table[last token] (probabilities over the vocabulary; 0 -> log 0 = -inf).
+
+    The state counts the steps, so `reorder_state` really has to follow the beams; `calls` records
+    every token batch fed to `step`.
+    """
+
+    is_encoder_decoder = False
+
+    def __init__(self, table: dict[int, list[float]], vocab_size: int = 5, max_length: int | None = None):
+        super().__init__()
+        self.vocab_size, self.max_length = vocab_size, max_length
+        rows = [table.get(t, [1.0 / vocab_size] * vocab_size) for t in range(vocab_size)]
+        self.register_buffer("log_probs", torch.tensor([[math.log(p) if p > 0 else -math.inf for p in r]
+                                                        for r in rows]))
+        self.calls: list[list[int]] = []
+
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor | None, max_new_tokens: int):
+        return self.log_probs[input_ids[:, -1]], torch.zeros(input_ids.shape[0], dtype=torch.long)
+
+    def step(self, tokens: Tensor, state: Tensor):
+        self.calls.append(tokens.tolist())
+        return self.log_probs[tokens], state + 1
+
+    def reorder_state(self, state: Tensor, index: Tensor) -> Tensor:
+        return state.index_select(0, index)
+
