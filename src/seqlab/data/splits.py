@@ -53,7 +53,8 @@ def split_by_group(items: Sequence[T], *, group: Callable[[T], Hashable], key: C
         if fraction > 0 and not out[side]:
             raise DataError(f"too few examples ({len(items)}) for a {side} split of {fraction}")
     if not out["train"]:
-        raise DataError(f"too few groups ({len(units)}) to leave any training data after val/test")
+        raise DataError(f"too few distinct groups ({len(units)}, after merging groups that share an identical "
+                        "example) to leave any training data after the val/test split")
     return out
 
 
