@@ -37,3 +37,28 @@ class MarkovLM(torch.nn.Module):
     def reorder_state(self, state: Tensor, index: Tensor) -> Tensor:
         return state.index_select(0, index)
 
+
+
+class ScriptLM(torch.nn.Module):
+    """Generates `script` (then `after` forever) whatever the prompt: one-hot logits, greedy-proof."""
+
+    is_encoder_decoder = False
+    max_length = None
+
+    def __init__(self, script: list[int], vocab_size: int, after: int = EOS):
+        super().__init__()
+        self.script, self.vocab_size, self.after = list(script), vocab_size, after
+
+    def _logits(self, position: Tensor) -> Tensor:
+        tokens = [self.script[p] if p < len(self.script) else self.after for p in position.tolist()]
+        return torch.nn.functional.one_hot(torch.tensor(tokens), self.vocab_size).float() * 10
+
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor | None, max_new_tokens: int):
+        position = torch.zeros(input_ids.shape[0], dtype=torch.long)
+        return self._logits(position), position
+
+    def step(self, tokens: Tensor, state: Tensor):
+        return self._logits(state + 1), state + 1
+
+    def reorder_state(self, state: Tensor, index: Tensor) -> Tensor:
+        return state.index_select(0, index)
