@@ -144,6 +144,8 @@ class DecodeConfig:
     length_penalty: float = _help("beam: score / length**length_penalty", 1.0)
     early_stopping: bool | str = _help("beam: True, False or 'never' (Hugging Face semantics)", False)
     num_return_sequences: int = _help("sequences returned per input", 1)
+    stop_strings: list[str] = _help("stop a sequence once its generated text contains one of these",
+                                    default_factory=list)
 
     def __post_init__(self) -> None:
         _positive(self, "max_new_tokens", "num_beams", "num_return_sequences")
