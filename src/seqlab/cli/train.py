@@ -29,14 +29,17 @@ def train(
     seed: int = typer.Option(None, "--seed", help="Random seed (default: the config's `seed`)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Train a language model from a preset or YAML config (`--set` overrides), or `--resume RUN` exactly.
+    """Train a model from a preset or YAML config (`--set` overrides), or `--resume RUN` exactly (seq2seq_* archs
+    use the seq2seq recipe, the others the language-model one).
 
     Multi-GPU / multi-node: `torchrun --nproc_per_node=N -m seqlab train CONFIG --out RUN`.
     """
-    from seqlab.train.lm import train_lm
-
     cfg, run_dir = _resolve(config, overrides or [], out, resume, seed)
-    summary = train_lm(cfg, run_dir, device, resume=resume is not None)
+    if cfg.model.arch.startswith("seq2seq"):
+        from seqlab.train.seq2seq import train_seq2seq as recipe
+    else:
+        from seqlab.train.lm import train_lm as recipe
+    summary = recipe(cfg, run_dir, device, resume=resume is not None)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return
     if as_json:

@@ -126,6 +126,11 @@ class Seq2SeqRNN(nn.Module):
 
     def decode_step(self, tokens: Tensor, state: RNNDecoderState) -> tuple[Tensor, RNNDecoderState]:
         """tokens (B,) y_{t-1} -> (logits (B, V), state at t): one step of the equations in the module docstring."""
+        o_t, state = self._advance(tokens, state)
+        return self._logits(o_t), state
+
+    def _advance(self, tokens: Tensor, state: RNNDecoderState) -> tuple[Tensor, RNNDecoderState]:
+        """tokens (B,) -> the output vector o_t (B, H) before the vocabulary projection, and the new state."""
         e = self.drop(self.tgt_embed(tokens))  # (B, E)
         context = weights = None
         if self.attention_type == "bahdanau":
@@ -142,8 +147,7 @@ class Seq2SeqRNN(nn.Module):
         else:
             context, weights = self.attn(s_t, state.memory, state.mask, state.keys)
             o_t = torch.tanh(self.W_c(torch.cat([context, s_t], -1)))
-        new = replace(state, hidden=hidden, attn=weights, feed=o_t if self.input_feeding else None)
-        return self._logits(o_t), new
+        return o_t, replace(state, hidden=hidden, attn=weights, feed=o_t if self.input_feeding else None)
 
     def _logits(self, o: Tensor) -> Tensor:
         return self.lm_head(self.out_proj(self.drop(o)))
@@ -164,16 +168,16 @@ class Seq2SeqRNN(nn.Module):
         if teacher_forcing >= 1.0 and self.attention_type != "bahdanau" and not self.input_feeding:
             logits = self._decode_parallel(tgt_in, state)
         else:
-            steps, tokens = [], tgt_in[:, 0]
+            outputs, tokens = [], tgt_in[:, 0]
             for t in range(tgt_in.size(1)):
-                step_logits, state = self.decode_step(tokens, state)
-                steps.append(step_logits)
+                o_t, state = self._advance(tokens, state)
+                outputs.append(o_t)
                 if t + 1 < tgt_in.size(1):
                     tokens = tgt_in[:, t + 1]
                     if teacher_forcing < 1.0:  # scheduled sampling: the model's own guess instead
-                        own = step_logits.detach().argmax(-1)
+                        own = self._logits(o_t.detach()).argmax(-1)
                         tokens = torch.where(torch.rand(tokens.shape, device=tokens.device) < teacher_forcing, tokens, own)
-            logits = torch.stack(steps, 1)  # (B, T, V)
+            logits = self._logits(torch.stack(outputs, 1))  # one projection for all steps: (B, T, V)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)

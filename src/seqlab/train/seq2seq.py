@@ -1,0 +1,279 @@
+"""The seq2seq recipe (task "pairs"): `setup` builds everything from a Config, `fit` trains, `validate` measures.
+
+    decoder input  = <bos> y_1 .. y_n          targets = y_1 .. y_n <eos>
+    L(theta) = -(1/N) sum over real target tokens of log p_theta(y_t | y_<t, x)     (pads: IGNORE_INDEX)
+    val loss = the same over the whole val split (or `train.eval_batches` batches); ppl = exp(val loss)
+
+Batches are bucketed by length (`pair_batches.py`). With `train.scheduled_sampling = k` (seq2seq_rnn only)
+the teacher-forcing probability at step s is max(0, 1 - k s) (Bengio et al. 2015, linear decay).
+Optimizer, schedule, checkpoints, exact resume, metrics, progress and DDP are the LM recipe's pieces.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from seqlab.checkpoint import save_weights
+from seqlab.config import Config
+from seqlab.data.prepare import prepare_data
+from seqlab.data.tokenizers import Tokenizer, load_tokenizer
+from seqlab.device import seed_everything
+from seqlab.errors import ConfigError, SeqlabError
+from seqlab.models import build_model
+from seqlab.runs import RunDir
+from seqlab.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    all_reduce_sum,
+    any_rank,
+    gather_objects,
+    setup_distributed,
+    teardown_distributed,
+    weights_digest,
+)
+from seqlab.train.early_stopping import BestTracker
+from seqlab.train.interrupt import InterruptFlag
+from seqlab.train.metrics import MetricsWriter
+from seqlab.train.optim import build_optimizer, build_scheduler
+from seqlab.train.pair_batches import IGNORE_INDEX, Batch, Pair, PairBatcher, collate_pairs, eval_batches
+from seqlab.train.progress import TrainProgress
+from seqlab.train.state import load_checkpoint, save_checkpoint
+from seqlab.train.step import autocast, resolve_precision, train_step
+
+
+@dataclass
+class Seq2SeqSetup:
+    """Everything `fit` needs; `model` is what trains (maybe compiled / DDP-wrapped), `raw_model` the module."""
+
+    cfg: Config
+    run: RunDir
+    info: DistInfo
+    device: torch.device
+    precision: str
+    tokenizer: Tokenizer
+    train_pairs: list[Pair]
+    val_pairs: list[Pair]
+    raw_model: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    batcher: PairBatcher
+    tracker: BestTracker
+    start_step: int
+    resumed: bool
+
+
+def train_seq2seq(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False) -> dict[str, Any]:
+    """Train (or resume) a seq2seq model into `run_dir`; returns the run summary (rank 0's view)."""
+    info, device = setup_distributed(device_name)
+    try:
+        return fit(setup(cfg, RunDir(Path(run_dir)), info, device, resume))
+    finally:
+        teardown_distributed()
+
+
+def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool) -> Seq2SeqSetup:
+    if cfg.data.task != "pairs":
+        raise SeqlabError(f"the seq2seq recipe needs data.task: pairs, got {cfg.data.task!r}")
+    if cfg.model.arch not in ("seq2seq_rnn", "seq2seq_transformer"):
+        raise SeqlabError(f"the seq2seq recipe trains seq2seq_rnn or seq2seq_transformer, got {cfg.model.arch!r}")
+    if cfg.train.scheduled_sampling > 0 and cfg.model.arch != "seq2seq_rnn":
+        raise ConfigError("train.scheduled_sampling applies to model.arch seq2seq_rnn only (a Transformer decoder "
+                          "is trained in parallel); set it to 0")
+    seed_everything(cfg.seed)
+    data = prepare_data(cfg.data, cfg.seed, tokenizer=load_tokenizer(run.tokenizer) if resume else None)
+    tokenizer = data.tokenizer
+    if info.is_main and not resume:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(cfg)
+        run.write_info(cfg.seed)
+        tokenizer.save(run.tokenizer)
+    raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
+                            eos_id=tokenizer.eos_id).to(device)
+    limit = raw_model.max_length  # Transformer: source and BOS + target positions; RNN: None
+    train_pairs, val_pairs = (fit_lengths(data.splits[side].pairs, limit) for side in ("train", "val"))
+    torch.manual_seed(cfg.seed + info.rank)  # dropout masks differ across ranks, not with the model's init
+    t = cfg.train
+    optimizer = build_optimizer(raw_model, t.lr, t.weight_decay, (t.beta1, t.beta2), device)
+    scheduler = build_scheduler(optimizer, t.lr, t.min_lr, t.warmup_steps, t.max_steps)
+    batcher = PairBatcher(train_pairs, t.batch_size, t.grad_accum, cfg.seed, info.rank, info.world_size)
+    tracker = BestTracker(t.patience)
+    start_step = 0
+    if resume:
+        start_step, extras = load_checkpoint(run, raw_model, optimizer, scheduler, info, device)
+        batcher.load_state_dict(extras["batcher"])
+        tracker.load_state_dict(extras["tracker"])
+        if start_step >= t.max_steps or tracker.should_stop:
+            raise SeqlabError(f"nothing to resume: {run.path} finished at step {start_step}")
+    model = raw_model
+    if info.enabled:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if t.compile:
+        model = torch.compile(model)
+    return Seq2SeqSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer, train_pairs,
+                        val_pairs, raw_model, model, optimizer, scheduler, batcher, tracker, start_step, resume)
+
+
+def fit_lengths(pairs: list[Pair] | None, limit: int | None) -> list[Pair]:
+    """Keep sources' last `limit` tokens and targets' first `limit - 1` (room for BOS/EOS)."""
+    if not pairs:
+        raise SeqlabError("the pairs corpus has an empty split; use a bigger corpus")
+    if limit is None:
+        return pairs
+    return [(s[-limit:], t[:limit - 1]) for s, t in pairs]
+
+
+def teacher_forcing(scheduled_sampling: float, step: int) -> float:
+    """The probability of feeding the reference token at optimizer step `step` (1 = plain teacher forcing)."""
+    return max(0.0, 1.0 - scheduled_sampling * step)
+
+
+def fit(s: Seq2SeqSetup) -> dict[str, Any]:
+    """The training loop: step, log, evaluate + checkpoint, stop early or on Ctrl-C (checkpoint, then exit 130)."""
+    t, info = s.cfg.train, s.info
+    metrics = MetricsWriter(s.run, info.is_main, resume_step=s.start_step if s.resumed else None)
+    step, last_val, stopped_early = s.start_step, math.nan, False
+    train_time, train_tokens = 0.0, 0.0
+    tick_tokens = torch.zeros((), device=s.device)
+    started = time.perf_counter()
+    try:
+        with TrainProgress(t.max_steps, step, enabled=info.is_main) as bar, InterruptFlag() as interrupt:
+            tick = time.perf_counter()
+            while step < t.max_steps:
+                lr = s.scheduler.get_last_lr()[0]
+                batches = [_to(s, collate_pairs([s.train_pairs[i] for i in idx], s.tokenizer.pad_id,
+                                                s.tokenizer.bos_id, s.tokenizer.eos_id))
+                           for idx in s.batcher.next_indices()]
+                tick_tokens += sum((b[3] != IGNORE_INDEX).sum() for b in batches)
+                loss, grad_norm = train_step(s.model, batches, _loss_fn(s.cfg, step), s.optimizer, s.scheduler,
+                                             t.grad_clip, s.device, s.precision)
+                step += 1
+                if step % t.log_interval == 0 or step == t.max_steps:
+                    loss_value = all_reduce_mean(loss, info).item()  # waits for the device
+                    tokens = all_reduce_sum(tick_tokens.float(), info).item()
+                    elapsed = time.perf_counter() - tick
+                    train_time, train_tokens = train_time + elapsed, train_tokens + tokens
+                    record = {"step": step, "split": "train", "loss": loss_value, "lr": lr,
+                              "tokens_per_s": tokens / max(elapsed, 1e-9),
+                              "teacher_forcing": teacher_forcing(t.scheduled_sampling, step - 1)}
+                    if grad_norm is not None:
+                        record["grad_norm"] = grad_norm.item()
+                    metrics.write(record)
+                    bar.update(step, loss_value, record["tokens_per_s"])
+                    tick, tick_tokens = time.perf_counter(), torch.zeros((), device=s.device)
+                if step % t.eval_interval == 0 or step == t.max_steps:
+                    last_val = evaluate_and_checkpoint(s, step, metrics, bar)
+                    tick, tick_tokens = time.perf_counter(), torch.zeros((), device=s.device)
+                    if s.tracker.should_stop:
+                        stopped_early = True
+                        bar.print(f"early stopping: no improvement in {t.patience} evaluations")
+                        break
+                checks = not info.enabled or step % t.log_interval == 0  # under DDP, agree only at log steps
+                if checks and any_rank(interrupt.requested, info, s.device):
+                    if step % t.eval_interval:
+                        save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, _extras(s), info, s.device)
+                    bar.print(f"interrupted: checkpoint saved at step {step}; continue with "
+                              f"`seqlab train --resume {s.run.path}`")
+                    raise KeyboardInterrupt
+        summary = {
+            "step": step, "split": "end", "run": str(s.run.path), "best_val_loss": s.tracker.best,
+            "best_step": s.tracker.best_step, "final_val_loss": last_val, "stopped_early": stopped_early,
+            "tokens_per_s": train_tokens / train_time if train_time else math.nan,
+            "wall_s": time.perf_counter() - started, "device": str(s.device), "world_size": info.world_size,
+            "weights_sha256": gather_objects(weights_digest(s.raw_model), info),
+        }
+        metrics.write(summary)
+        return summary
+    finally:
+        metrics.close()
+
+
+def _to(s: Seq2SeqSetup, batch: Batch) -> Batch:
+    return tuple(x.to(s.device, non_blocking=True) for x in batch)  # type: ignore[return-value]
+
+
+def _loss_fn(cfg: Config, step: int):
+    """The micro-batch loss at optimizer step `step` (the RNN decoder gets its teacher-forcing probability)."""
+    extra = {}
+    if cfg.train.scheduled_sampling > 0:
+        extra["teacher_forcing"] = teacher_forcing(cfg.train.scheduled_sampling, step)
+
+    def loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        src, src_mask, tgt_in, targets = batch
+        return model(src, src_mask, tgt_in, targets, **extra)[1]
+
+    return loss
+
+
+def evaluate_and_checkpoint(s: Seq2SeqSetup, step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:
+    """Validate, keep the best weights, print samples, save the checkpoint; returns the val loss."""
+    t = s.cfg.train
+    val = validate(s.raw_model, s.val_pairs, s.tokenizer, t.batch_size, t.eval_batches, s.info, s.device, s.precision)
+    improved = s.tracker.update(step, val)
+    ppl = math.exp(min(val, 700.0))
+    metrics.write({"step": step, "split": "val", "loss": val, "ppl": ppl, "best_loss": s.tracker.best})
+    if s.info.is_main:
+        if improved:
+            save_weights(s.raw_model, s.run.best, metadata={"step": str(step)})
+        bar.print(f"step {step}: val loss {val:.4f} (ppl {ppl:.2f})"
+                  f"{' (best)' if improved else f', best {s.tracker.best:.4f} at step {s.tracker.best_step}'}")
+        for line in samples(s):
+            bar.print("  | " + line)
+    save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, _extras(s), s.info, s.device)
+    return val
+
+
+def _extras(s: Seq2SeqSetup) -> dict[str, Any]:
+    return {"batcher": s.batcher.state_dict(), "tracker": s.tracker.state_dict()}
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, pairs: list[Pair], tokenizer: Tokenizer, batch_size: int,
+             eval_batches_limit: int | None, info: DistInfo, device: torch.device, precision: str) -> float:
+    """Mean NLL per target token (EOS included) over the val pairs; each rank scores every world_size-th batch."""
+    batches = eval_batches(pairs, batch_size)[:eval_batches_limit]
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # (nll sum, tokens)
+    was_training = model.training
+    model.eval()
+    try:
+        for idx in batches[info.rank::info.world_size]:
+            src, src_mask, tgt_in, targets = (x.to(device) for x in collate_pairs(
+                [pairs[i] for i in idx], tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id))
+            with autocast(device, precision):
+                logits = model(src, src_mask, tgt_in)
+            nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+                                  reduction="sum")
+            totals += torch.stack([nll.double(), (targets != IGNORE_INDEX).sum().double()])
+    finally:
+        model.train(was_training)
+    totals = all_reduce_sum(totals, info)
+    return (totals[0] / totals[1]).item()
+
+
+def samples(s: Seq2SeqSetup) -> list[str]:
+    """Greedy replies to the first `train.samples` val sources: 'source -> reply (reference)'."""
+    from seqlab.decode import generate
+
+    n = min(s.cfg.train.samples, len(s.val_pairs))
+    if n == 0:
+        return []
+    tok = s.tokenizer
+    src, src_mask, _, _ = collate_pairs(s.val_pairs[:n], tok.pad_id, tok.bos_id, tok.eos_id)
+    limit = min(s.cfg.decode.max_new_tokens, (s.raw_model.max_length or 10**9) - 1)
+    s.raw_model.eval()
+    try:
+        with autocast(s.device, s.precision):
+            out = generate(s.raw_model, src.to(s.device), attention_mask=src_mask.to(s.device), max_new_tokens=limit,
+                           do_sample=False, num_beams=1, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
+    finally:
+        s.raw_model.train()
+    return [f"{tok.decode(source)} -> {tok.decode(row.tolist())} ({tok.decode(target)})"
+            for (source, target), row in zip(s.val_pairs[:n], out.sequences.cpu(), strict=True)]
