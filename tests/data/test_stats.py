@@ -38,3 +38,8 @@ def test_pairs_report_duplicates():
 def test_nearest_rank_percentiles():
     assert _percentiles(list(range(1, 101))) == {"min": 1, "p50": 50, "p90": 90, "p95": 95, "p99": 99, "max": 100}
     assert _percentiles([7]) == {"min": 7, "p50": 7, "p90": 7, "p95": 7, "p99": 7, "max": 7}
+
+
+def test_too_small_to_hold_out():
+    stats = corpus_stats(Corpus("one", "pairs", examples=(Pair("hi", "hello", "g"),)))
+    assert stats["oov_rate"] is None and stats["pairs"] == 1 and stats["vocab_size"] == 5 + len(set("hihello"))

@@ -67,7 +67,8 @@ def _print_stats(stats: dict) -> None:
                 "vocab_size"):
         if key in stats:
             typer.echo(f"  {key:22s} {stats[key]:,}")
-    typer.echo(f"  {'oov_rate':22s} {stats['oov_rate']:.4%} ({stats['tokenizer']} tokenizer, held-out split)")
+    oov = "n/a (too small to hold data out)" if stats["oov_rate"] is None else f"{stats['oov_rate']:.4%}"
+    typer.echo(f"  {'oov_rate':22s} {oov} ({stats['tokenizer']} tokenizer, held-out split)")
     typer.echo(f"  {'length_percentiles':22s} {stats['length_percentiles']} (tokens per {stats['length_unit']})")
     typer.echo("  samples:")
     for sample in stats["samples"]:

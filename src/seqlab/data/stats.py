@@ -2,8 +2,8 @@
 
 The tokenizer is trained on the train part of the corpus's default split (contiguous for a
 one-document corpus, otherwise seeded by group), and the OOV rate is measured on the held-out
-part, so it says how much unseen vocabulary a model would meet. Lengths are in tokens, per
-example (per line for a one-document corpus).
+part, so it says how much unseen vocabulary a model would meet (None for a corpus too small to
+hold anything out). Lengths are in tokens, per example (per line for a one-document corpus).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from seqlab.config import DataConfig
 from seqlab.data.corpus import Corpus, LabelledText, Pair
 from seqlab.data.prepare import split_texts
 from seqlab.data.tokenizers import Tokenizer, train_tokenizer
+from seqlab.errors import DataError
 
 PERCENTILES = (50, 90, 95, 99)
 SAMPLE_CHARS = 200
@@ -24,7 +25,10 @@ SAMPLE_CHARS = 200
 def corpus_stats(corpus: Corpus, cfg: DataConfig | None = None, *, seed: int = 1337, samples: int = 3) -> dict[str, Any]:
     """Examples, characters, distinct characters, tokens, vocab size, OOV rate, length percentiles, samples."""
     cfg = _inspect_config(corpus, cfg or DataConfig(corpus=corpus.name))
-    parts = split_texts(corpus, cfg, seed)
+    try:
+        parts = split_texts(corpus, cfg, seed)
+    except DataError:  # too small to hold anything out: train on all of it, and no OOV rate
+        parts = {"train": [d.text for d in corpus.documents] or list(corpus.examples), "val": []}
     tok = train_tokenizer(cfg.tokenizer, _strings(parts["train"]), lang=cfg.lang, vocab_size=cfg.vocab_size,
                           max_vocab=cfg.max_vocab, min_freq=cfg.min_freq)
     oov = total = 0
@@ -41,7 +45,7 @@ def corpus_stats(corpus: Corpus, cfg: DataConfig | None = None, *, seed: int = 1
         "distinct_characters": len(set().union(*map(set, texts))),
         "tokens": sum(len(tok.encode(t)) for t in texts),
         "vocab_size": tok.vocab_size,
-        "oov_rate": oov / total if total else 0.0,
+        "oov_rate": oov / total if total else None,
         "length_unit": "line" if corpus.kind == "text" and len(corpus) == 1 else "example",
         "length_percentiles": _length_percentiles(units, tok),
         "samples": [_sample(u) for u in random.Random(seed).sample(units, min(samples, len(units)))],

@@ -51,7 +51,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         raise DataError(f"{path}: unknown tokenizer kind {kind!r}; expected one of {', '.join(KINDS)}")
     try:
         return KINDS[kind].from_dict(state)
-    except (KeyError, TypeError, ValueError, Exception) as e:
-        if isinstance(e, DataError):
-            raise
+    except DataError:
+        raise
+    except Exception as e:  # a missing key, a wrong type, or HF tokenizers rejecting its part
         raise DataError(f"{path}: a damaged {kind} tokenizer file ({type(e).__name__}: {e})") from None

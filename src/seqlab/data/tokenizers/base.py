@@ -46,6 +46,8 @@ class Tokenizer(Protocol):
 
     def count_oov(self, text: str) -> tuple[int, int]: ...  # (tokens mapped to <unk>, all tokens)
 
+    def to_dict(self) -> dict[str, Any]: ...  # the JSON `save` writes
+
     def save(self, path: str | Path) -> None: ...
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from seqlab.data.tokenizers.base import VocabTokenizer, build_vocab, split_specials
+from seqlab.data.tokenizers.base import SPECIALS, VocabTokenizer, build_vocab, split_specials
 from seqlab.errors import DataError
 
 _TOKEN = re.compile(r"\n| ?\w+| ?[^\w\s]")
@@ -69,10 +69,7 @@ class WordTokenizer(VocabTokenizer):
         self.lang = lang
 
     def pieces(self, text: str) -> list[str]:
-        words = _TOKEN.findall(text)  # `text` is already normalised; a space before a special is dropped
-        if self.lang != "zh":
-            return words
-        return list(itertools.chain.from_iterable(_segment(w) for w in words))
+        return split_words(text, self.lang)
 
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
         # Normalise once over the whole text, so a space after a special token stays on the next word.
@@ -90,14 +87,21 @@ class WordTokenizer(VocabTokenizer):
         texts = list(texts)
         if lang == "auto":
             lang = detect_lang(texts)
-        probe = cls(build_vocab([], max_vocab=None, min_freq=1), lang=lang)
-        words = (w for text in texts for piece, special in split_specials(normalize_whitespace(text), probe.specials)
-                 if not special for w in probe.pieces(piece))
+        words = (w for text in texts for piece, special in split_specials(normalize_whitespace(text), SPECIALS)
+                 if not special for w in split_words(piece, lang))
         return cls(build_vocab(words, max_vocab=max_vocab, min_freq=min_freq), lang=lang)
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> WordTokenizer:
         return cls(state["tokens"], state["specials"], state.get("lang", "en"))
+
+
+def split_words(text: str, lang: str) -> list[str]:
+    """Word and punctuation tokens of normalised text; a space left before a special token is dropped."""
+    words = _TOKEN.findall(text)
+    if lang != "zh":
+        return words
+    return list(itertools.chain.from_iterable(_segment(w) for w in words))
 
 
 def _segment(word: str) -> list[str]:
