@@ -22,6 +22,7 @@ COMMANDS = [
     "train",
     "score",
     "interop",
+    "generate",
 ]
 
 app = typer.Typer(
