@@ -9,7 +9,8 @@ Tasks:
   pairs     `pairs`: (source ids, target ids), no <bos>/<eos>, sources keep their last
             max_source_len tokens, targets their first max_target_len; `texts`: the raw strings.
   labelled  `labelled`: (label, ids); `PreparedData.labels` lists the labels, each also a special
-            token `<label:NAME>` added to the tokenizer for label conditioning.
+            token `<label:NAME>` added to the tokenizer for label conditioning; `ids`: the stream
+            `<label:L> text <eos>` of every example, which a language model learns to continue.
 
 The result is cached under `cache_dir` (default `$XDG_CACHE_HOME/seqlab`, i.e. ~/.cache/seqlab) in
 `prepared/<key>/`, the key hashing the DataConfig, the seed, the corpus files' sizes and times
@@ -40,20 +41,20 @@ from seqlab.data.tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 from seqlab.errors import DataError
 from seqlab.io import write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
 class SplitData:
     name: str
-    ids: torch.Tensor | None = None  # lm: (N,) int64
+    ids: torch.Tensor | None = None  # lm, labelled: (N,) int64
     pairs: list[tuple[list[int], list[int]]] | None = None
     texts: list[tuple[str, str]] | None = None
     labelled: list[tuple[str, list[int]]] | None = None
 
     def __len__(self) -> int:
-        """Tokens for a stream, examples otherwise."""
-        for value in (self.ids, self.pairs, self.labelled):
+        """Examples, or tokens for a plain stream."""
+        for value in (self.pairs, self.labelled, self.ids):
             if value is not None:
                 return len(value)
         return 0
@@ -179,7 +180,9 @@ def _encode(side: str, items: list[Any], tok: Tokenizer, cfg: DataConfig) -> Spl
         pairs = [(tok.encode(p.source)[-cfg.max_source_len:], tok.encode(p.target)[:cfg.max_target_len])
                  for p in items]
         return SplitData(side, pairs=pairs, texts=[(p.source, p.target) for p in items])
-    return SplitData(side, labelled=[(e.label, tok.encode(e.text)) for e in items])
+    labelled = [(e.label, tok.encode(e.text)) for e in items]
+    stream = [i for label, ids in labelled for i in (tok.token_to_id(label_token(label)), *ids, tok.eos_id)]
+    return SplitData(side, ids=torch.tensor(stream, dtype=torch.long), labelled=labelled)
 
 
 # ----------------------------------------------------------------------------- cache
@@ -207,10 +210,11 @@ def write_cache(target: Path, data: PreparedData) -> None:
 
 
 def _write_split(folder: Path, split: SplitData) -> dict[str, Any]:
+    entry: dict[str, Any] = {"pairs": split.pairs, "texts": split.texts, "labelled": split.labelled}
     if split.ids is not None:
         save_file({"ids": split.ids.contiguous()}, str(folder / f"{split.name}.safetensors"))
-        return {"ids": f"{split.name}.safetensors"}
-    return {"pairs": split.pairs, "texts": split.texts, "labelled": split.labelled}
+        entry["ids"] = f"{split.name}.safetensors"
+    return entry
 
 
 def _read_cache(folder: Path, tokenizer: Tokenizer | None) -> PreparedData:
@@ -220,12 +224,9 @@ def _read_cache(folder: Path, tokenizer: Tokenizer | None) -> PreparedData:
         tok.add_special_tokens([label_token(lb) for lb in meta["labels"]])
     splits = {}
     for side, entry in meta["splits"].items():
-        if "ids" in entry:
-            splits[side] = SplitData(side, ids=load_file(str(folder / entry["ids"]))["ids"])
-        else:
-            splits[side] = SplitData(
-                side, pairs=_tuples(entry["pairs"]), texts=_tuples(entry["texts"]),
-                labelled=_tuples(entry["labelled"]))
+        ids = load_file(str(folder / entry["ids"]))["ids"] if "ids" in entry else None
+        splits[side] = SplitData(side, ids=ids, pairs=_tuples(entry["pairs"]), texts=_tuples(entry["texts"]),
+                                 labelled=_tuples(entry["labelled"]))
     return PreparedData(meta["task"], meta["corpus"], tok, splits, meta["labels"], folder)
 
 

@@ -81,8 +81,8 @@ def train_lm(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume
 
 
 def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool) -> LMSetup:
-    if cfg.data.task != "lm":
-        raise SeqlabError(f"the language-model recipe needs data.task: lm, got {cfg.data.task!r}")
+    if cfg.data.task not in ("lm", "labelled"):  # labelled: the stream of `<label:L> text <eos>`
+        raise SeqlabError(f"the language-model recipe needs data.task: lm or labelled, got {cfg.data.task!r}")
     if cfg.model.arch not in ("rnn_lm", "transformer_lm"):
         raise SeqlabError(f"the language-model recipe trains rnn_lm or transformer_lm, got model.arch {cfg.model.arch!r}")
     if device.type == "cuda":

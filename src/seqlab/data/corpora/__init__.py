@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqlab.data.corpora import chatterbot, fortunes, shakespeare, tinyshakespeare  # noqa: F401 - registers
+from seqlab.data.corpora import (  # noqa: F401 - registers
+    chatterbot,
+    fortunes,
+    labelled,
+    shakespeare,
+    shakespeare_dialogue,
+    tinyshakespeare,
+)
 from seqlab.data.corpora.files import SUFFIXES, load_file
 from seqlab.data.corpora.registry import (
     BuiltinInfo,

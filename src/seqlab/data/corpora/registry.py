@@ -1,8 +1,9 @@
 """The built-in corpora: a name -> (description, source, licence, install hint, loader) table.
 
 Loaders are called with no arguments, except family loaders (`chatterbot/<language>`), which get
-the member name and `history_turns`. Modules outside seqlab.data register their corpora when
-imported; `_REGISTERING_MODULES` names them so that listing or loading imports them lazily.
+the member name and `history_turns`, and dialogue loaders, which take `history_turns`. Modules
+outside seqlab.data register their corpora when imported; `_REGISTERING_MODULES` names them so
+that listing or loading imports them lazily.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +97,10 @@ def is_builtin_name(name: str) -> bool:
 def load_builtin(name: str, *, history_turns: int = 1) -> Corpus:
     _import_registering_modules()
     if name in _BUILTINS:
-        return _BUILTINS[name][1]()
+        loader = _BUILTINS[name][1]
+        if "history_turns" in inspect.signature(loader).parameters:  # a dialogue corpus
+            return loader(history_turns=history_turns)
+        return loader()
     prefix, _, member = name.partition("/")
     if prefix in _FAMILIES:
         family = _FAMILIES[prefix]
