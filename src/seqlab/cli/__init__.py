@@ -22,7 +22,7 @@ COMMANDS = [
     "train",
     "score",
     "interop",
-    "generate",
+    "interop",
 ]
 
 app = typer.Typer(
