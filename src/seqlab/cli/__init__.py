@@ -22,7 +22,9 @@ COMMANDS = [
     "train",
     "score",
     "interop",
-    "interop",
+    "seqgan",
+    "generate",
+    "attention",
 ]
 
 app = typer.Typer(
