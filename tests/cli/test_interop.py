@@ -118,3 +118,30 @@ def test_export_errors(cli, tmp_path):
         assert_one_line_error(result)
         assert ("only transformer_lm" if name == "lstm" else "positions are 'rotary'") in result.stderr
         assert not (tmp_path / f"out-{name}").exists()
+
+
+def test_export_of_a_char_level_run_writes_the_model_only(cli, tmp_path):
+    from seqlab.checkpoint import save_weights
+    from seqlab.config import Config, ModelConfig
+    from seqlab.data.tokenizers import train_tokenizer
+    from seqlab.models import build_model
+    from seqlab.runs import open_run
+
+    run = open_run(tmp_path / "char", must_exist=False)
+    model_config = ModelConfig(arch="transformer_lm", n_layer=1, n_head=2, n_embd=8, context_length=16,
+                               activation="gelu_new")
+    tokenizer = train_tokenizer("char", ["to be or not"])
+    run.write_config(Config(model=model_config))
+    tokenizer.save(run.tokenizer)
+    torch.manual_seed(0)
+    model = build_model(model_config, tokenizer.vocab_size).eval()
+    save_weights(model, run.model)
+    result = cli("export-hf", run.path, "--out", tmp_path / "hf", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["tokenizer"].startswith("not exported (a char tokenizer")
+    assert not (tmp_path / "hf" / "tokenizer.json").exists()
+    back = GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    assert back.config.eos_token_id == tokenizer.eos_id
+    idx = torch.tensor([tokenizer.encode("not to be")])
+    with torch.no_grad():
+        torch.testing.assert_close(back(idx).logits, model(idx), atol=1e-5, rtol=1e-5)
