@@ -40,6 +40,8 @@ class GenerationOptions:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.stop_strings is not None and len(self.stop_strings) == 0:
+            self.stop_strings = None
         for name in ("max_new_tokens", "num_beams", "num_return_sequences"):
             _integer(self, name, minimum=1)
         for name in ("min_new_tokens", "top_k", "no_repeat_ngram_size"):
@@ -52,8 +54,7 @@ class GenerationOptions:
             raise SeqlabError(f"min_p must be in [0, 1], got {self.min_p}")
         if not self.repetition_penalty > 0:
             raise SeqlabError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-        if self.early_stopping not in EARLY_STOPPING or isinstance(self.early_stopping, int) and \
-                not isinstance(self.early_stopping, bool):
+        if not isinstance(self.early_stopping, (bool, str)) or self.early_stopping not in EARLY_STOPPING:
             raise SeqlabError(f"early_stopping must be true, false or 'never', got {self.early_stopping!r}")
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
             raise SeqlabError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams "

@@ -1,0 +1,140 @@
+"""`seqlab generate RUN --prompt TEXT`: greedy, sampling or beam search from a trained run."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+import typer
+
+from seqlab.cli.options import DeviceOpt, JsonOpt, SeedOpt, print_json
+from seqlab.errors import SeqlabError
+
+EARLY_STOPPING = {"true": True, "false": False, "never": "never"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)
+
+
+def generate(
+    run: str = typer.Argument(..., help="Run directory (from `seqlab train` or `seqlab import-hf`)."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="Prompt text; '-' reads one prompt per stdin line."),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens to generate at most."),
+    min_new_tokens: int = typer.Option(None, "--min-new-tokens", help="Tokens to generate before EOS is allowed."),
+    do_sample: bool = typer.Option(None, "--do-sample/--greedy", help="Sample, or pick the most likely token."),
+    num_beams: int = typer.Option(None, "--num-beams", help="Beam width (1 = no beam search)."),
+    num_return_sequences: int = typer.Option(None, "--num-return-sequences", help="Outputs per prompt."),
+    temperature: float = typer.Option(None, "--temperature", help="Softmax temperature (sampling)."),
+    top_k: int = typer.Option(None, "--top-k", help="Sample from the k most likely tokens (0 = off)."),
+    top_p: float = typer.Option(None, "--top-p", help="Nucleus sampling mass in (0, 1] (1 = off)."),
+    min_p: float = typer.Option(None, "--min-p", help="Drop tokens below min_p x the top probability (0 = off)."),
+    repetition_penalty: float = typer.Option(None, "--repetition-penalty", help="CTRL penalty on seen tokens (1 = off)."),
+    no_repeat_ngram_size: int = typer.Option(None, "--no-repeat-ngram-size", help="Never repeat an n-gram (0 = off)."),
+    length_penalty: float = typer.Option(None, "--length-penalty", help="Beam score / length ** length_penalty."),
+    early_stopping: str = typer.Option(None, "--early-stopping", help="Beam search: true | false | never."),
+    stop: list[str] = typer.Option(None, "--stop", help="Stop when the text contains this string (repeatable)."),
+    label: str = typer.Option(None, "--label", help="Condition on a label (runs trained with <label:L> tokens)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
+    stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated."),
+    as_json: bool = JsonOpt,
+    device: str = DeviceOpt,
+    seed: int = SeedOpt,
+) -> None:
+    """Generate text from a trained run. Options default to the run's `decode` config section."""
+    from seqlab.decode import GenerationOptions
+    from seqlab.device import resolve_device, seed_everything
+    from seqlab.runs import open_run
+
+    if stream and as_json:
+        raise SeqlabError("--stream prints text as it comes; it cannot be combined with --json")
+    config = open_run(run).read_config()
+    flags = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample,
+                 num_beams=num_beams, num_return_sequences=num_return_sequences, temperature=temperature,
+                 top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
+                 no_repeat_ngram_size=no_repeat_ngram_size, length_penalty=length_penalty,
+                 early_stopping=_early_stopping(early_stopping), stop_strings=stop or None)
+    GenerationOptions.from_config(config.decode, **flags)  # bad options fail before the model loads
+    prompts = _read_prompts(prompt)
+    seed_everything(seed)
+    from seqlab.models.loading import load_model_from_run
+
+    model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
+    opts = GenerationOptions.from_config(config.decode, **flags, eos_token_id=tokenizer.eos_id,
+                                         pad_token_id=tokenizer.pad_id, seed=seed)
+    if stream:
+        _stream(model, tokenizer, prompts, label, opts)
+        return
+    started = time.perf_counter()
+    results = _generate(model, tokenizer, prompts, label, opts)
+    seconds = time.perf_counter() - started
+    if as_json:
+        tokens = sum(g["tokens"] for r in results for g in r["generations"])
+        print_json({"run": run, "options": _public(opts), "results": results, "seconds": round(seconds, 4),
+                    "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None})
+        return
+    shown_prompt = not model.is_encoder_decoder
+    for r in results:
+        for g in r["generations"]:
+            typer.echo((r["prompt"] if shown_prompt else "") + g["text"])
+            if len(results) > 1 or len(r["generations"]) > 1:
+                typer.echo("")
+
+
+def _generate(model: Any, tokenizer: Any, prompts: list[str], label: str | None, opts: Any) -> list[dict]:
+    from seqlab.decode import build_prompt_ids, generate, left_pad
+    from seqlab.decode.stopping import cut_at_stop
+
+    input_ids, attention_mask = left_pad([build_prompt_ids(tokenizer, p, label) for p in prompts], tokenizer.pad_id)
+    out = generate(model, input_ids, attention_mask, tokenizer=tokenizer, **asdict(opts))
+    start = 1 if model.is_encoder_decoder else input_ids.shape[1]
+    n = opts.num_return_sequences
+    results = [{"prompt": p, "generations": []} for p in prompts]
+    for i, row in enumerate(out.sequences.tolist()):
+        generated = row[start:]
+        ends = [j + 1 for j, t in enumerate(generated) if t in opts.eos_ids]
+        generated = generated[:ends[0]] if ends else generated
+        text, _ = cut_at_stop(tokenizer.decode(generated), opts.stop_list)
+        entry = {"text": text, "tokens": len(generated)}
+        if out.sequences_scores is not None:
+            entry["score"] = round(float(out.sequences_scores[i]), 6)
+        results[i // n]["generations"].append(entry)
+    return results
+
+
+def _stream(model: Any, tokenizer: Any, prompts: list[str], label: str | None, opts: Any) -> None:
+    from seqlab.decode import stream
+
+    for k, p in enumerate(prompts):
+        if k:
+            sys.stdout.write("\n")
+        if not model.is_encoder_decoder:
+            sys.stdout.write(p)
+        for piece in stream(model, tokenizer, p, label=label, **asdict(opts)):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _read_prompts(prompt: str) -> list[str]:
+    if prompt != "-":
+        return [prompt]
+    lines = sys.stdin.read().splitlines()
+    if not lines:
+        raise SeqlabError("--prompt - reads one prompt per line from stdin, but stdin was empty")
+    return lines
+
+
+def _early_stopping(value: str | None) -> bool | str | None:
+    if value is None:
+        return None
+    if value.lower() not in EARLY_STOPPING:
+        raise SeqlabError(f"--early-stopping must be true, false or never, got {value!r}")
+    return EARLY_STOPPING[value.lower()]
+
+
+def _public(opts: Any) -> dict:
+    return {k: v for k, v in asdict(opts).items() if v is not None}
