@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import assert_one_line_error
+
 from seqlab.checkpoint import save_weights
 from seqlab.config import load_config
 from seqlab.data.tokenizers import train_tokenizer
