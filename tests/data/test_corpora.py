@@ -256,3 +256,12 @@ def test_missing_fortunes_says_apt_get(monkeypatch, tmp_path, name):
     monkeypatch.setattr(fortunes, "SEARCH_DIRS", [tmp_path])
     with pytest.raises(DataError, match="not installed: apt-get install fortunes-zh"):
         load_corpus(name)
+
+
+def test_builtin_names_win_over_same_named_local_entries(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tang300").mkdir()
+    assert load_corpus("tang300").name == "tang300"
+    (tmp_path / "mine.txt").write_text("text\n", encoding="utf-8")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_corpus("~/mine.txt").documents[0].text == "text\n"

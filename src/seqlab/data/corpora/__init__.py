@@ -37,8 +37,8 @@ def load_corpus(name_or_path: str | Path, *, encoding: str = "utf-8", history_tu
     name = str(name_or_path)
     if not name.strip():
         raise DataError("no corpus given; name a built-in (see `seqlab data list`) or a file")
-    path = Path(name)
-    if is_builtin_name(name) and not path.exists():
+    path = Path(name).expanduser()
+    if is_builtin_name(name) and not _looks_like_path(name):
         return load_builtin(name, history_turns=history_turns)
     if path.exists() or _looks_like_path(name):
         return load_file(path, encoding=encoding, history_turns=history_turns)
