@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -265,3 +266,14 @@ def test_builtin_names_win_over_same_named_local_entries(monkeypatch, tmp_path):
     (tmp_path / "mine.txt").write_text("text\n", encoding="utf-8")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert load_corpus("~/mine.txt").documents[0].text == "text\n"
+
+
+def test_readme_lists_every_builtin_with_source_and_licence():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("<!-- section:data -->"):readme.index("<!-- /section:data -->")]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in section.splitlines() if line.startswith("| `")}
+    for info in list_builtins():
+        prefix, slash, _ = info.name.partition("/")
+        name = f"{prefix}/<language>" if slash else prefix
+        assert name in rows, f"README's data section does not list {name}"
+        assert len([cell for cell in rows[name].split("|") if cell.strip()]) == 4  # name, what, source, licence
