@@ -1,0 +1,26 @@
+"""A tiny corpus and a tiny LM config for training tests (seconds on one CPU core)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+TEXT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tinyshakespeare.txt"
+
+
+def write_tiny_setup(tmp: Path, **train: object) -> Path:
+    """tmp/tiny.txt (the first 20,000 characters of tinyshakespeare) and tmp/tiny.yaml; returns the YAML."""
+    corpus = tmp / "tiny.txt"
+    corpus.write_text(TEXT.resolve().read_text(encoding="utf-8")[:20000], encoding="utf-8")
+    cfg = {
+        "seed": 7,
+        "data": {"corpus": str(corpus), "task": "lm", "tokenizer": "char", "split": "contiguous", "val_fraction": 0.1},
+        "model": {"arch": "transformer_lm", "n_layer": 1, "n_head": 2, "n_embd": 32, "context_length": 16},
+        "train": {"batch_size": 8, "max_steps": 30, "eval_interval": 10, "log_interval": 1, "warmup_steps": 5,
+                  "samples": 1, **train},
+        "decode": {"max_new_tokens": 20},
+    }
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
