@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from conftest import assert_one_line_error
+
 from seqlab.config import DataConfig
 from seqlab.data.corpora import list_builtins, load_corpus
 from seqlab.data.prepare import label_token, prepare_data
-from conftest import assert_one_line_error
 
 
 def test_tang_song_labels_every_poem_by_dynasty():
