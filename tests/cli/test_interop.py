@@ -36,6 +36,8 @@ def hf_folder(tmp_path_factory):
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=32, vocab_size=len(tokenizer),
                                        bos_token_id=eos, eos_token_id=eos)).eval()
+    with torch.no_grad():  # a large spread, so near-ties cannot flip an argmax between implementations
+        model.transformer.wte.weight.mul_(30)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder, model, tokenizer
@@ -67,6 +69,22 @@ def test_import_then_export_keeps_logits_and_token_ids(cli, hf_folder, tmp_path)
     assert back_tokenizer(text)["input_ids"] == ids and back.config.eos_token_id == hf_tokenizer.eos_token_id
     with torch.no_grad():
         torch.testing.assert_close(back(idx).logits, hf_model(idx).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_from_an_imported_run_matches_hf_generate(cli, hf_folder, tmp_path):
+    folder, hf_model, hf_tokenizer = hf_folder
+    assert cli("import-hf", folder, "--out", tmp_path / "run").exit_code == 0
+    prompts = ["To be, or not", "The slings"]
+    result = cli("generate", tmp_path / "run", "--prompt", "-", "--greedy", "--max-new-tokens", "12",
+                 "--device", "cpu", "--json", stdin="\n".join(prompts) + "\n")
+    assert result.exit_code == 0, result.stderr
+    texts = [r["generations"][0]["text"] for r in json.loads(result.stdout)["results"]]
+    eos = hf_tokenizer.eos_token_id
+    for prompt, text in zip(prompts, texts, strict=True):
+        ids = torch.tensor([hf_tokenizer(prompt)["input_ids"]])
+        with torch.no_grad():
+            out = hf_model.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=eos, pad_token_id=eos)
+        assert text and text == hf_tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
 def test_import_errors(cli, hf_folder, tmp_path):
