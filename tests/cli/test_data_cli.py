@@ -194,3 +194,9 @@ def test_bad_tokenizer_choice_and_config_key(cli):
     result = cli("data", "prepare", "tang300", "--set", "data.vocab=10")
     assert_one_line_error(result)
     assert "unknown config key data.vocab" in result.stderr
+
+
+def test_wrong_config_type(cli):
+    result = cli("data", "prepare", "tang300", "--set", "data.vocab_size=many")
+    assert_one_line_error(result)
+    assert "data.vocab_size: expected int, got str 'many'" in result.stderr
