@@ -163,3 +163,17 @@ def test_empty_split_is_an_error(tmp_path):
     path.write_text("a", encoding="utf-8")  # int(0.9 * 1) = 0 characters for train
     with pytest.raises(DataError, match="too small: its train split is empty"):
         prepare_data(DataConfig(corpus=str(path), split="contiguous"), 0, cache_dir=tmp_path)
+
+
+def test_damaged_cache_is_rebuilt(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("hello world\n" * 50, encoding="utf-8")
+    cfg = DataConfig(corpus=str(path), split="contiguous")
+    first = prepare_data(cfg, seed=0, cache_dir=tmp_path / "cache")
+    (first.cache_path / "train.safetensors").write_bytes(b"garbage")
+    again = prepare_data(cfg, seed=0, cache_dir=tmp_path / "cache")
+    assert again.cache_path == first.cache_path
+    assert torch.equal(again.splits["train"].ids, first.splits["train"].ids)
+    (first.cache_path / "meta.json").unlink()
+    assert torch.equal(prepare_data(cfg, seed=0, cache_dir=tmp_path / "cache").splits["val"].ids,
+                       first.splits["val"].ids)

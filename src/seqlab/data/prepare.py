@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from seqlab.config import DataConfig
@@ -93,7 +94,10 @@ def prepare_data(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None,
     root = Path(cache_dir) if cache_dir is not None else user_cache_dir()
     target = root / "prepared" / cache_key(cfg, seed, corpus, tokenizer)
     if use_cache and target.is_dir():
-        return _read_cache(target, tokenizer)
+        try:
+            return _read_cache(target, tokenizer)
+        except (OSError, ValueError, KeyError, TypeError, DataError, SafetensorError):
+            shutil.rmtree(target, ignore_errors=True)  # damaged by hand: build it again
     texts = split_texts(corpus, cfg, seed)
     if tokenizer is None:
         tokenizer = train_tokenizer(cfg.tokenizer, _train_strings(texts["train"]), lang=cfg.lang,

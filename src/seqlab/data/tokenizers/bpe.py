@@ -39,11 +39,11 @@ class BPETokenizer:
         self.hf = hf
         self.roles = dict(roles)
         self.specials = list(specials)
-        for role in ROLES:
-            tid = hf.token_to_id(self.roles[role])
+        ids = [hf.token_to_id(self.roles[role]) for role in ROLES]
+        for role, tid in zip(ROLES, ids, strict=True):
             if tid is None:
                 raise DataError(f"bpe tokenizer: special token {self.roles[role]!r} ({role}) is not in the vocabulary")
-            setattr(self, f"{role}_id", tid)
+        self.pad_id, self.unk_id, self.bos_id, self.eos_id, self.sep_id = ids
         self._skip = {hf.token_to_id(s) for s in self.specials} - {self.unk_id}
         self._skip |= {self.pad_id, self.bos_id, self.eos_id, self.sep_id}
 
