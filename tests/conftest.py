@@ -20,6 +20,12 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_cache(tmp_path_factory):
+    """Tests never write to the real user cache (~/.cache/seqlab): prepared data goes to a session directory."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 @dataclass
 class Result:
     exit_code: int
