@@ -23,6 +23,7 @@ from seqlab.checkpoint import save_weights
 from seqlab.config import Config
 from seqlab.data.prepare import check_min_length, prepare_data
 from seqlab.data.tokenizers import Tokenizer, load_tokenizer
+from seqlab.decode.generate import generate
 from seqlab.device import seed_everything
 from seqlab.errors import SeqlabError
 from seqlab.eval.perplexity import lm_nll
@@ -45,7 +46,6 @@ from seqlab.train.interrupt import InterruptFlag
 from seqlab.train.metrics import MetricsWriter
 from seqlab.train.optim import build_optimizer, build_scheduler
 from seqlab.train.progress import TrainProgress
-from seqlab.train.samples import sample_continuations
 from seqlab.train.state import load_checkpoint, save_checkpoint
 from seqlab.train.step import autocast, resolve_precision, train_step
 
@@ -201,8 +201,8 @@ def evaluate_and_checkpoint(s: LMSetup, step: int, metrics: MetricsWriter, bar: 
             save_weights(s.raw_model, s.run.best, metadata={"step": str(step)})
         bar.print(f"step {step}: val loss {val:.4f} (ppl {math.exp(min(val, 700.0)):.2f})"
                   f"{' (best)' if improved else f', best {s.tracker.best:.4f} at step {s.tracker.best_step}'}")
-        for text in samples(s, step):
-            bar.print("  | " + text.replace("\n", "\n  | "))
+        for i, text in enumerate(samples(s, step), 1):
+            bar.print(f"  sample {i}:\n  | " + text.replace("\n", "\n  | "))
     save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, _extras(s), s.info, s.device)
     return val
 
@@ -230,17 +230,17 @@ def validate(model: torch.nn.Module, val_ids: torch.Tensor, context_length: int,
 
 
 def samples(s: LMSetup, step: int) -> list[str]:
-    """`train.samples` continuations of the val split's first token (own RNG: training is unaffected)."""
+    """`train.samples` continuations of the val split's first token, sampled with the config's decoding
+    settings from their own generator (so printing samples never moves the training RNG)."""
     if s.cfg.train.samples == 0:
         return []
     d = s.cfg.decode
-    generator = torch.Generator(device=s.device).manual_seed(s.cfg.seed + step)
-    prompt = s.val_ids[:1].to(s.device)
-    s.raw_model.eval()
+    prompt = s.val_ids[:1].to(s.device).unsqueeze(0)  # (1, 1)
     try:
         with autocast(s.device, s.precision):
-            out = sample_continuations(s.raw_model, prompt, s.cfg.train.samples, min(d.max_new_tokens, 200),
-                                       d.temperature, d.top_k, generator)
+            out = generate(s.raw_model.eval(), prompt, max_new_tokens=min(d.max_new_tokens, 200), do_sample=True,
+                           temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
+                           num_return_sequences=s.cfg.train.samples, seed=s.cfg.seed + step)
     finally:
         s.raw_model.train()
-    return [s.tokenizer.decode(prompt.tolist() + row.tolist()) for row in out.cpu()]
+    return [s.tokenizer.decode(row) for row in out.sequences.tolist()]
