@@ -39,6 +39,7 @@ class RNNLanguageModel(nn.Module):
 
     is_encoder_decoder = False
     max_length = None  # unbounded: the state has a fixed size whatever the length
+    capturable_step = False  # `step` returns new hidden-state tensors (cuDNN's), so no CUDA graph
 
     def __init__(self, vocab_size: int, cell: str = "lstm", n_layer: int = 2, n_embd: int = 128,
                  hidden_size: int = 256, dropout: float = 0.0, tie_embeddings: bool = True):

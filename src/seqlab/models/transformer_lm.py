@@ -119,6 +119,7 @@ class TransformerLM(nn.Module):
     """
 
     is_encoder_decoder = False
+    capturable_step = True  # `step` only updates its state in place: a CUDA graph can record it
 
     def __init__(self, vocab_size: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
                  context_length: int = 256, dropout: float = 0.0, positions: str = "learned",
