@@ -171,3 +171,19 @@ def test_registry_builds_from_config():
         build_model(ModelConfig(arch="transformer_lm", positions="sinusoidal"), 50)
     with pytest.raises(SeqlabError, match="even head size"):
         TransformerLM(10, n_head=3, n_embd=9, positions="rotary")
+
+
+def test_step_updates_the_state_in_place():
+    """What a CUDA graph replay relies on: every state tensor keeps its address across steps."""
+    model = make()
+    with torch.no_grad():
+        _, state = model.prefill(torch.randint(0, V, (2, 3)), None, 4)
+        tensors = [state.cache.keys[0], state.cache.values[1], state.key_valid, state.slot, state.position]
+        addresses = [t.data_ptr() for t in tensors]
+        for token in range(3):
+            _, state = model.step(torch.full((2,), token), state)
+    assert [t.data_ptr() for t in (state.cache.keys[0], state.cache.values[1], state.key_valid, state.slot,
+                                   state.position)] == addresses
+    assert state.slot.tolist() == [6] and state.position.tolist() == [6, 6]
+    assert state.key_valid.tolist() == [[True] * 6 + [False]] * 2
+    assert model.capturable_step
