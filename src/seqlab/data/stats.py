@@ -36,6 +36,7 @@ def corpus_stats(corpus: Corpus, cfg: DataConfig | None = None, *, seed: int = 1
         o, t = tok.count_oov(text)
         oov, total = oov + o, total + t
     texts = corpus.texts()
+    lengths = [len(tok.encode(t)) for t in texts]  # per document; pairs: source, target, source, ...
     units = _units(corpus)
     stats: dict[str, Any] = {
         "name": corpus.name, "kind": corpus.kind, "source": corpus.source, "license": corpus.license,
@@ -43,11 +44,11 @@ def corpus_stats(corpus: Corpus, cfg: DataConfig | None = None, *, seed: int = 1
         "examples": len(corpus),
         "characters": sum(map(len, texts)),
         "distinct_characters": len(set().union(*map(set, texts))),
-        "tokens": sum(len(tok.encode(t)) for t in texts),
+        "tokens": sum(lengths),
         "vocab_size": tok.vocab_size,
         "oov_rate": oov / total if total else None,
         "length_unit": "line" if corpus.kind == "text" and len(corpus) == 1 else "example",
-        "length_percentiles": _length_percentiles(units, tok),
+        "length_percentiles": _length_percentiles(corpus, units, lengths, tok),
         "samples": [_sample(u) for u in random.Random(seed).sample(units, min(samples, len(units)))],
     }
     if corpus.kind == "pairs":
@@ -83,11 +84,13 @@ def _units(corpus: Corpus) -> list[Any]:
     return list(corpus.examples)
 
 
-def _length_percentiles(units: list[Any], tok: Tokenizer) -> dict[str, Any]:
-    if units and isinstance(units[0], Pair):
-        return {"source": _percentiles([len(tok.encode(p.source)) for p in units]),
-                "target": _percentiles([len(tok.encode(p.target)) for p in units])}
-    return _percentiles([len(tok.encode(u.text if isinstance(u, LabelledText) else u)) for u in units])
+def _length_percentiles(corpus: Corpus, units: list[Any], lengths: list[int], tok: Tokenizer) -> dict[str, Any]:
+    """Percentiles of example lengths; `lengths` are those of `corpus.texts()`, reused where they are the units."""
+    if corpus.kind == "pairs":
+        return {"source": _percentiles(lengths[0::2]), "target": _percentiles(lengths[1::2])}
+    if corpus.kind == "text" and len(corpus) == 1:  # the lines of one stream
+        return _percentiles([len(tok.encode(line)) for line in units])
+    return _percentiles(lengths)
 
 
 def _percentiles(lengths: list[int]) -> dict[str, int]:
