@@ -183,6 +183,13 @@ def test_word_round_trip_up_to_whitespace(text):
     assert tok.count_oov(text)[0] == 0
 
 
+@FAST
+@given(text=st.text(alphabet=st.sampled_from(list("床前明月光疑是地上霜举头望低思故乡，。！ \nab1")), max_size=60))
+def test_word_round_trip_chinese_with_jieba(text):
+    tok = WordTokenizer.train([text], lang="zh")
+    assert tok.decode(tok.encode(text)) == normalize_whitespace(text)
+
+
 # ----------------------------------------------------------------------------- bpe
 
 
