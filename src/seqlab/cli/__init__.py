@@ -25,6 +25,7 @@ COMMANDS = [
     "seqgan",
     "generate",
     "attention",
+    "eval",
 ]
 
 app = typer.Typer(
