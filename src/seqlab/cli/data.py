@@ -50,8 +50,11 @@ def inspect(
     seed: int = SeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Print a corpus's examples, characters, distinct characters, tokens, vocabulary size (with specials),
-    OOV rate (on the held-out split), length percentiles (in tokens) and a few samples."""
+    """Print a corpus's statistics and a few samples.
+
+    Examples, characters, distinct characters, tokens, vocabulary size (specials included), OOV rate
+    (tokenizer trained on the train split, measured on the held-out split), length percentiles (in tokens).
+    """
     cfg = _config(corpus, None, overrides, tokenizer=tokenizer, lang=lang, encoding=encoding).data
     loaded = load_corpus(cfg.corpus, encoding=cfg.encoding, history_turns=cfg.history_turns)
     stats = corpus_stats(loaded, cfg, seed=seed)
@@ -84,8 +87,11 @@ def prepare(
     seed: int = SeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Split, tokenize (tokenizer trained on train only) and cache a corpus; for data.task=lm, check every
-    split holds one training window (model.context_length + 1 tokens)."""
+    """Split, tokenize and cache a corpus (in --out RUN, or the user cache).
+
+    The tokenizer is trained on the train split only. For data.task=lm every split must hold one
+    training window (model.context_length + 1 tokens).
+    """
     cfg = _config(corpus, preset, overrides)
     data = prepare_data(cfg.data, seed, cache_dir=out)
     if cfg.data.task == "lm":
