@@ -277,3 +277,10 @@ def test_readme_lists_every_builtin_with_source_and_licence():
         name = f"{prefix}/<language>" if slash else prefix
         assert name in rows, f"README's data section does not list {name}"
         assert len([cell for cell in rows[name].split("|") if cell.strip()]) == 4  # name, what, source, licence
+
+
+def test_list_builtins_without_chatterbot_shows_the_pattern(monkeypatch):
+    monkeypatch.setitem(sys.modules, "chatterbot_corpus", None)
+    infos = {i.name: i for i in list_builtins()}
+    assert infos["chatterbot/<language>"].install_hint == "pip install chatterbot-corpus"
+    assert not [n for n in infos if n.startswith("chatterbot/") and n != "chatterbot/<language>"]
