@@ -15,6 +15,10 @@ so greedy, beam search, sampling and streaming work unchanged for each of them:
 - `reorder_state(state, index)` picks rows of the batch: index [B'] (B' may differ from B, e.g. to
   expand each input into `num_beams` rows, or to follow beam back-pointers).
 - `max_new_tokens` lets a model preallocate a static KV cache of T + max_new_tokens positions.
+- encoder-decoders name their decoder start token `bos_id`: `generate` puts it first in `.sequences`.
+- the GPU fast path (seqlab.decode.graphs) captures `step` in a CUDA graph when the model sets
+  `capturable_step = True` (seqlab's TransformerLM qualifies): `step` then only updates the state's
+  tensors in place (no Python-side counters), and `reorder_state` keeps their addresses when B' == B.
 """
 
 from __future__ import annotations
