@@ -1,0 +1,128 @@
+"""Decoding speed: seqlab's engine against Hugging Face generate() on the same GPT-2 weights.
+
+    python bench/decode.py                      # the issue's shape: 6 layers x 384, 6 heads, vocab 65, context 256
+    python bench/decode.py --device cuda
+    python bench/decode.py --n-layer 1 --n-embd 32 --n-head 2 --new-tokens 8 --rnn-hidden 32   # a smoke run
+
+Prompt of 16 random tokens, 200 new tokens forced (min_new_tokens = max_new_tokens, so EOS never ends a
+sequence early). Columns: greedy b1, sample b1 (top-k 50, top-p 0.9), beam 4, sample b64. Tokens/s =
+batch x new tokens / wall seconds (beam search: the best sequence's tokens), best of `--repeats` runs
+after one warm-up. Prints one JSON line per model and column, then a one-line summary; an LSTM
+(2 x 512) row is measured for seqlab only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from seqlab.decode import generate
+from seqlab.interop import from_hf_gpt2
+from seqlab.models.rnn_lm import RNNLanguageModel
+
+COLUMNS = {
+    "greedy_b1": dict(batch=1, do_sample=False),
+    "sample_b1": dict(batch=1, do_sample=True, top_k=50, top_p=0.9),
+    "beam4": dict(batch=1, do_sample=False, num_beams=4),
+    "sample_b64": dict(batch=64, do_sample=True, top_k=50, top_p=0.9),
+}
+EOS = 0  # forced away by min_new_tokens; set so that HF's min_new_tokens processor is active too
+
+
+def timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
+    """Best wall time of `repeats` calls after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def options(column: dict, new_tokens: int) -> dict:
+    kw = {k: v for k, v in column.items() if k != "batch"}
+    return dict(kw, max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=EOS, pad_token_id=EOS)
+
+
+def bench_column(name: str, args: argparse.Namespace, device: torch.device, ours: torch.nn.Module,
+                 hf: GPT2LMHeadModel | None, vocab: int) -> dict:
+    column = COLUMNS[name]
+    prompt = torch.randint(1, vocab, (column["batch"], args.prompt_len), device=device)
+    kw = options(column, args.new_tokens)
+    tokens = column["batch"] * args.new_tokens
+    row = {"bench": "decode", "model": type(ours).__name__, "column": name, "device": str(device),
+           "new_tokens": args.new_tokens, "batch": column["batch"]}
+
+    def run_ours() -> torch.Tensor:
+        out = generate(ours, prompt, seed=0, **kw).sequences
+        assert out.shape[1] == args.prompt_len + args.new_tokens
+        return out
+
+    row["seqlab_tok_s"] = round(tokens / timed(run_ours, device, args.repeats), 1)
+    if hf is not None:
+        mask = torch.ones_like(prompt)
+
+        def run_hf() -> torch.Tensor:
+            with torch.inference_mode():
+                out = hf.generate(prompt, attention_mask=mask, **kw)
+            assert out.shape[1] == args.prompt_len + args.new_tokens
+            return out
+
+        row["hf_tok_s"] = round(tokens / timed(run_hf, device, args.repeats), 1)
+        row["ratio"] = round(row["seqlab_tok_s"] / row["hf_tok_s"], 2)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n-layer", type=int, default=6)
+    p.add_argument("--n-head", type=int, default=6)
+    p.add_argument("--n-embd", type=int, default=384)
+    p.add_argument("--vocab", type=int, default=65)
+    p.add_argument("--context", type=int, default=256)
+    p.add_argument("--prompt-len", type=int, default=16)
+    p.add_argument("--new-tokens", type=int, default=200)
+    p.add_argument("--rnn-layers", type=int, default=2)
+    p.add_argument("--rnn-hidden", type=int, default=512)
+    p.add_argument("--columns", default=",".join(COLUMNS), help="comma-separated subset of " + ", ".join(COLUMNS))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=args.vocab, n_positions=args.context, n_embd=args.n_embd, n_layer=args.n_layer,
+                        n_head=args.n_head, bos_token_id=None, eos_token_id=None)
+    hf = GPT2LMHeadModel(config).to(device).eval()
+    ours = from_hf_gpt2(hf).to(device).eval()
+    rnn = RNNLanguageModel(args.vocab, cell="lstm", n_layer=args.rnn_layers, n_embd=args.rnn_hidden,
+                           hidden_size=args.rnn_hidden).to(device).eval()
+    machine = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    rows = []
+    for name in args.columns.split(","):
+        rows.append(bench_column(name, args, device, ours, hf, args.vocab))
+        rows.append(bench_column(name, args, device, rnn, None, args.vocab))
+    for row in rows:
+        print(json.dumps(row | machine))
+    summary = ", ".join(f"{r['column']} {r['seqlab_tok_s']:.0f} vs HF {r['hf_tok_s']:.0f} tok/s ({r['ratio']:.2f}x)"
+                        for r in rows if "ratio" in r)
+    lstm = ", ".join(f"{r['column']} {r['seqlab_tok_s']:.0f}" for r in rows if "ratio" not in r)
+    print(f"decode on {device}: {summary}; LSTM {args.rnn_layers}x{args.rnn_hidden}: {lstm} tok/s")
+
+
+if __name__ == "__main__":
+    main()
