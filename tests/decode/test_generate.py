@@ -145,3 +145,22 @@ def test_options_from_the_decode_config():
 
     opts = GenerationOptions.from_config(DecodeConfig(top_k=7, num_beams=3), num_beams=None, top_p=0.5)
     assert (opts.top_k, opts.num_beams, opts.top_p, opts.do_sample) == (7, 3, 0.5, True)
+
+
+def test_beam_search_finishes_hypotheses_at_stop_strings():
+    from seqlab.data.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.train(["abcd"])
+    model = ScriptLM(tok.encode("abcdcba"), tok.vocab_size, after=tok.encode("a")[0])
+    out = generate(model, torch.tensor([tok.encode("d")]), max_new_tokens=7, num_beams=2, stop_strings="cd",
+                   tokenizer=tok, pad_token_id=tok.pad_id)
+    assert tok.decode(out.sequences[0, 1:].tolist()) == "abcd"
+
+
+def test_beam_sampling_is_seeded(transformer):
+    kw = dict(max_new_tokens=6, num_beams=3, do_sample=True, top_k=0, temperature=2.0, num_return_sequences=3)
+    prompts = torch.tensor([[1, 2], [3, 4]])
+    a = generate(transformer, prompts, seed=4, **kw)
+    b = generate(transformer, prompts, seed=4, **kw)
+    assert torch.equal(a.sequences, b.sequences) and torch.equal(a.sequences_scores, b.sequences_scores)
+    assert a.sequences.shape == (6, 8)
