@@ -23,7 +23,7 @@ LM = {"arch": "transformer_lm", "n_layer": 1, "n_head": 2, "n_embd": 32, "contex
 
 
 def write_pairs_corpus(path: Path, pairs: list[tuple[str, str]] = PAIRS, copies: int = 4) -> Path:
-    """A JSONL {"source", "target"} file; each pair is repeated in `copies` groups so that every split sees it."""
+    """A JSONL {"source", "target"} file: `copies` rounds of the pairs (a contiguous split trains on all of them)."""
     rows = [{"source": s, "target": t, "group": f"{k}:{i}"} for k in range(copies) for i, (s, t) in enumerate(pairs)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -37,7 +37,7 @@ def write_text_corpus(path: Path, lines: list[str] = LINES, copies: int = 30) ->
 def config_for(corpus: Path, model: dict, task: str, tokenizer: str = "word", **train: object) -> dict:
     return {"seed": 0,
             "data": {"corpus": str(corpus), "task": task, "tokenizer": tokenizer, "val_fraction": 0.25,
-                     "split": "contiguous" if task == "lm" else "random", "history_turns": 1},
+                     "split": "contiguous", "history_turns": 1},
             "model": model,
             "train": {"batch_size": 8, "max_steps": 1, "lr": 1e-2, "warmup_steps": 1, "eval_interval": 1000,
                       "log_interval": 1000, "samples": 0, **train},

@@ -26,6 +26,7 @@ COMMANDS = [
     "generate",
     "attention",
     "eval",
+    "chat",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,99 @@
+"""A conversation with a trained model: the history, the decoding options, and the reply stream.
+
+The model sees the last k turns (k = `history_turns`, the run's `data.history_turns`):
+
+    encoder-decoder:  source = " <sep> ".join(turns[-k:])          (as the dialogue pairs were built)
+    language model:   prompt = "\\n".join(turns[-k:]) + "\\n"          reply = the text up to the next newline
+
+and every reply comes from `seqlab.decode.stream`, the one streaming generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+from seqlab.config import coerce
+from seqlab.data.corpora.dialogue import SEPARATOR
+from seqlab.decode import GenerationOptions, stream
+from seqlab.errors import SeqlabError
+
+# options the session owns: the tokenizer's ids and the per-reply seed
+FIXED_OPTIONS = ("eos_token_id", "pad_token_id", "seed")
+SETTABLE = tuple(f.name for f in dataclasses.fields(GenerationOptions) if f.name not in FIXED_OPTIONS)
+
+
+class ChatSession:
+    def __init__(self, model: Any, tokenizer: Any, options: GenerationOptions, history_turns: int = 1,
+                 seed: int | None = None):
+        if history_turns < 1:
+            raise SeqlabError(f"history_turns must be >= 1, got {history_turns}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.options = dataclasses.replace(options, eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)
+        self.history_turns = history_turns
+        self.seed = seed
+        self.turns: list[str] = []  # user, bot, user, bot, ...
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(self.model.is_encoder_decoder)
+
+    def prompt(self, user_text: str) -> str:
+        """What the model is given for the reply to `user_text`."""
+        context = [*self.turns, user_text][-self.history_turns:]
+        if self.is_encoder_decoder:
+            return SEPARATOR.join(context)
+        return "\n".join(context) + "\n"
+
+    def reply(self, user_text: str) -> Iterator[str]:
+        """Stream the reply's pieces; once it is complete, the exchange joins the history."""
+        user_text = " ".join(user_text.split())
+        options = dataclasses.asdict(self.options)
+        if self.seed is not None:  # a different, reproducible draw for every reply
+            options["seed"] = self.seed + len(self.turns) // 2
+        if not self.is_encoder_decoder:
+            options["stop_strings"] = [*self.options.stop_list, "\n"]
+        pieces = []
+        for piece in stream(self.model, self.tokenizer, self.prompt(user_text), **options):
+            piece = piece.replace("\n", " ") if self.is_encoder_decoder else piece.split("\n")[0]
+            piece = piece if pieces else piece.lstrip()  # a word tokenizer's joining space
+            if piece:
+                pieces.append(piece)
+                yield piece
+        self.turns += [user_text, " ".join("".join(pieces).split())]
+
+    def reset(self) -> None:
+        self.turns = []
+
+    def set_option(self, name: str, value: Any) -> None:
+        """Change one decoding option (a `GenerationOptions` field), checked before it is kept."""
+        if name == "history_turns":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SeqlabError(f"history_turns must be an integer >= 1, got {value!r}")
+            self.history_turns = value
+            return
+        if name not in SETTABLE:
+            raise SeqlabError(f"unknown option {name!r}; options: history_turns, {', '.join(SETTABLE)}")
+        value = coerce(value, typing.get_type_hints(GenerationOptions)[name], name)
+        self.options = dataclasses.replace(self.options, **{name: value})
+
+    def set_strategy(self, name: str, beams: int | None = None) -> None:
+        """greedy, sample, or beam N (default 5)."""
+        if name == "greedy":
+            changes = {"do_sample": False, "num_beams": 1}
+        elif name == "sample":
+            changes = {"do_sample": True, "num_beams": 1}
+        elif name == "beam":
+            changes = {"do_sample": False, "num_beams": beams or 5}
+        else:
+            raise SeqlabError(f"unknown strategy {name!r}; choose greedy, sample or beam N")
+        self.options = dataclasses.replace(self.options, **changes)
+
+    def describe(self) -> str:
+        o = self.options
+        strategy = f"beam {o.num_beams}" if o.num_beams > 1 else "sample" if o.do_sample else "greedy"
+        extra = f", temperature {o.temperature}, top_k {o.top_k}, top_p {o.top_p}" if o.do_sample else ""
+        return f"strategy {strategy}{extra}, max_new_tokens {o.max_new_tokens}, history_turns {self.history_turns}"

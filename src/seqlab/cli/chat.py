@@ -1,0 +1,68 @@
+"""`seqlab chat RUN`: a multi-turn conversation with a trained run (scriptable with piped stdin)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from seqlab.cli.options import DeviceOpt, SeedOpt
+from seqlab.errors import SeqlabError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat")(chat)
+
+
+def chat(
+    run: str = typer.Argument(..., help="A run directory: a seq2seq chatbot, or a language model (the history "
+                              "becomes its prompt)."),
+    history_turns: int = typer.Option(None, "--history-turns", help="Turns the model sees (default: the run's "
+                                      "data.history_turns)."),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens per reply at most."),
+    do_sample: bool = typer.Option(None, "--do-sample/--greedy", help="Sample, or pick the most likely token."),
+    num_beams: int = typer.Option(None, "--num-beams", help="Beam width (1 = no beam search)."),
+    temperature: float = typer.Option(None, "--temperature", help="Softmax temperature (sampling)."),
+    top_k: int = typer.Option(None, "--top-k", help="Sample from the k most likely tokens (0 = off)."),
+    top_p: float = typer.Option(None, "--top-p", help="Nucleus sampling mass in (0, 1] (1 = off)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
+    device: str = DeviceOpt,
+    seed: int = SeedOpt,
+) -> None:
+    """Chat with a trained run. In a terminal: a REPL that streams each reply, with /help, /reset,
+    /set temperature 0.7 (any decoding option), /strategy greedy|sample|beam 5, and Ctrl-D to leave.
+    With piped stdin: one user turn per line in, one reply per line out (commands' answers go to stderr).
+    Decoding options default to the run's `decode` config section."""
+    flags = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams, temperature=temperature,
+                 top_k=top_k, top_p=top_p)
+    session = open_session(run, flags, history_turns, checkpoint, device, seed)
+    chat_loop(session, run)
+
+
+def open_session(run: str, flags: dict[str, Any], history_turns: int | None, checkpoint: str = "best",
+                 device: str = "cpu", seed: int = 1337) -> Any:
+    """A ChatSession on the run's model, with its decode config overridden by `flags` (None = keep)."""
+    from seqlab.chat import ChatSession
+    from seqlab.decode import GenerationOptions
+    from seqlab.device import resolve_device, seed_everything
+    from seqlab.models.loading import load_model_from_run
+    from seqlab.runs import open_run
+
+    config = open_run(run).read_config()
+    options = GenerationOptions.from_config(config.decode, **flags)  # bad flags fail before the model loads
+    if history_turns is not None and history_turns < 1:
+        raise SeqlabError(f"--history-turns must be >= 1, got {history_turns}")
+    seed_everything(seed)
+    model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
+    return ChatSession(model, tokenizer, options, history_turns or config.data.history_turns, seed=seed)
+
+
+def chat_loop(session: Any, name: str) -> None:
+    """The REPL on a terminal, else the scripted loop over piped stdin."""
+    from seqlab.chat.repl import run_interactive, run_scripted
+
+    if sys.stdin.isatty():
+        run_interactive(session, name, sys.stdout, sys.stderr)
+    else:
+        run_scripted(session, sys.stdin, sys.stdout, sys.stderr)
