@@ -164,3 +164,12 @@ def test_beam_sampling_is_seeded(transformer):
     b = generate(transformer, prompts, seed=4, **kw)
     assert torch.equal(a.sequences, b.sequences) and torch.equal(a.sequences_scores, b.sequences_scores)
     assert a.sequences.shape == (6, 8)
+
+
+def test_sequences_can_be_trained_on(transformer):
+    """SeqGAN feeds generated sequences back into training: they must not be inference-mode tensors."""
+    seqs = generate(transformer, torch.tensor([[1, 2]]), max_new_tokens=4).sequences
+    model = TransformerLM(11, n_layer=1, n_head=2, n_embd=8, context_length=12)
+    _, loss = model(seqs[:, :-1], seqs[:, 1:])
+    loss.backward()
+    assert model.transformer.wte.weight.grad is not None

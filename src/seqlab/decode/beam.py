@@ -47,7 +47,7 @@ def _gather(t: Tensor, index: Tensor) -> Tensor:
     return torch.take_along_dim(t, index, dim=1)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def beam_search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], reorder: Callable[[Any, Tensor], Any],
                 prefix: Tensor, logits: Tensor, state: Any, *, num_beams: int, max_new_tokens: int,
                 processors: ProcessorList, eos_ids: list[int], fill_id: int | None, length_penalty: float,

@@ -105,7 +105,7 @@ def drain(steps: Generator[Tensor, None, Tensor]) -> Tensor:
             return end.value
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def prepare(model: Any, input_ids: Tensor, attention_mask: Tensor | None, opts: GenerationOptions, *,
             tokenizer: Any = None, sync_every: int | None = None, streaming: bool = False) -> Decoding:
     """Check the inputs, prefill the model, and expand each input into num_beams / num_return_sequences rows."""

@@ -23,7 +23,7 @@ from seqlab.decode.processors import ProcessorList
 StepFn = Callable[[Tensor, Any], tuple[Tensor, Any]]
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def sample_tokens(step: StepFn, prefix: Tensor, logits: Tensor, state: Any, *, max_new_tokens: int,
                   processors: ProcessorList, eos_ids: list[int], fill_id: int | None, do_sample: bool,
                   generator: torch.Generator | None = None, stop: Callable[[Tensor], Tensor] | None = None,
