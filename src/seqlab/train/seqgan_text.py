@@ -1,0 +1,319 @@
+"""SeqGAN on a real corpus: one text per sequence (e.g. a Tang poem), MLE vs SeqGAN by BLEU-2..5 and self-BLEU.
+
+Each text (a document, an example, or a line of a .txt file) becomes `<bos>`-started tokens + `<eos>`, padded with `<pad>` to `max_len` tokens (a text
+that does not fit is an error unless `longer` is `truncate` or `drop`). G is pre-trained by MLE,
+D pre-trained, then adversarial rounds run as in the oracle protocol (seqlab.train.seqgan).
+Generated texts end at their first `<eos>`; they are scored against the held-out texts with
+BLEU-n = mean sentence BLEU against the whole held-out pool (`seqlab.eval.bleu.pooled_bleu`) and
+with self-BLEU (`seqlab.eval.self_bleu`).
+
+    RUN/config.json  tokenizer.json  mle_generator.safetensors  generator.safetensors  state.*  report.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seqlab.checkpoint import load_state, load_weights, save_state, save_weights
+from seqlab.errors import ConfigError, DataError, SeqlabError
+from seqlab.gan.rewards import discriminator_score
+from seqlab.gan.rollout import RolloutPolicy
+from seqlab.io import read_json, write_json
+from seqlab.models.discriminator import WIDTHS, Discriminator
+from seqlab.models.seqgan_generator import SequenceGenerator, build_generator
+from seqlab.train.seqgan import (
+    d_optimizer,
+    g_optimizer,
+    mle_epoch,
+    policy_gradient_step,
+    train_discriminator,
+)
+from seqlab.train.state import rng_state, set_rng_state
+
+LONGER = ("error", "truncate", "drop")
+
+
+@dataclass(frozen=True)
+class TextSeqganConfig:
+    data: str
+    max_len: int = 64
+    longer: str = "error"  # a text longer than max_len - 1 tokens: error | truncate | drop
+    tokenizer: str = "char"
+    pretrain_epochs: int = 80
+    d_pretrain_iters: int = 10
+    adv_rounds: int = 50
+    num_rollouts: int = 16
+    rollout_rate: float = 0.0
+    generator: str = "lstm"
+    size: int = 64
+    val_fraction: float = 0.1
+    eval_samples: int = 200
+    seed: int = 1337
+    batch_size: int = 64
+    g_lr: float = 0.01
+    d_lr: float = 1e-4
+    d_epochs: int = 3
+    d_iters_per_round: int = 1
+    grad_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.num_rollouts < 1:
+            raise ConfigError(f"the rollout count must be >= 1, got {self.num_rollouts}")
+        if self.max_len < max(WIDTHS):
+            raise ConfigError(f"--max-len must be >= {max(WIDTHS)} (the discriminator's widest filter), "
+                              f"got {self.max_len}")
+        if self.longer not in LONGER:
+            raise ConfigError(f"unknown --longer {self.longer!r}; choose one of {', '.join(LONGER)}")
+        if self.tokenizer not in ("char", "word"):
+            raise ConfigError(f"unknown tokenizer {self.tokenizer!r}; choose char or word")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        for name in ("pretrain_epochs", "d_pretrain_iters", "adv_rounds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_samples < 2 or self.size < 1 or self.batch_size < 1:
+            raise ConfigError("eval_samples must be >= 2, size and batch_size >= 1")
+
+
+def corpus_texts(corpus: Any) -> list[str]:
+    """One text per sequence: each document (a poem), example or labelled text; a corpus that is one
+    document (a .txt file) gives one text per non-empty line."""
+    texts = corpus.texts()
+    if corpus.kind == "text" and len(texts) == 1:
+        texts = texts[0].splitlines()
+    return [t.strip() for t in texts if t.strip()]
+
+
+def encode_texts(texts: list[str], tokenizer: Any, max_len: int, longer: str) -> Tensor:
+    """Texts -> [N, max_len] ids: tokens + <eos>, padded with <pad>; too-long texts per `longer`."""
+    pad, eos = tokenizer.token_to_id("<pad>"), tokenizer.token_to_id("<eos>")
+    rows = []
+    for i, text in enumerate(texts):
+        ids = tokenizer.encode(text)
+        if len(ids) + 1 > max_len:
+            if longer == "error":
+                raise DataError(f"text {i + 1} has {len(ids)} tokens (+ <eos>), longer than --max-len {max_len}; "
+                                "raise --max-len, or pass --longer truncate|drop")
+            if longer == "drop":
+                continue
+            ids = ids[: max_len - 1]
+        rows.append(ids + [eos] + [pad] * (max_len - 1 - len(ids)))
+    if not rows:
+        raise DataError(f"no text fits in --max-len {max_len} tokens")
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def decode_samples(seqs: Tensor, tokenizer: Any) -> list[str]:
+    """Generated [N, T] ids -> texts, each cut at its first <eos>."""
+    eos = tokenizer.token_to_id("<eos>")
+    out = []
+    for row in seqs.tolist():
+        out.append(tokenizer.decode(row[: row.index(eos)] if eos in row else row, skip_special=True))
+    return out
+
+
+def train_text_seqgan(cfg: TextSeqganConfig, out: Path, device: torch.device, show_progress: bool = False,
+                      ) -> dict[str, Any]:
+    """Train (or resume) MLE then SeqGAN on `cfg.data` in `out`; the evaluation report."""
+    from seqlab.data.corpora import load_corpus
+    from seqlab.data.tokenizers import load_tokenizer, train_tokenizer
+    from seqlab.train.seqgan_table import RichReporter
+
+    out = Path(out)
+    _check_run_dir(out, cfg)
+    if (out / "report.json").is_file():
+        return read_json(out / "report.json")
+    texts = corpus_texts(load_corpus(cfg.data))
+    train_texts, val_texts = _split(texts, cfg.val_fraction, cfg.seed)
+    if (out / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer(out / "tokenizer.json")
+    else:
+        tokenizer = train_tokenizer(cfg.tokenizer, train_texts)
+        tokenizer.save(out / "tokenizer.json")
+    data = encode_texts(train_texts, tokenizer, cfg.max_len, cfg.longer).to(device)
+    if data.shape[0] < cfg.batch_size:
+        raise DataError(f"{cfg.data}: {data.shape[0]} training texts, fewer than one batch ({cfg.batch_size})")
+    with RichReporter(enabled=show_progress) as reporter:
+        trainer = _TextTrainer(cfg, out, device, data, tokenizer.vocab_size, tokenizer.token_to_id("<bos>"), reporter)
+        trainer.run()
+    report = {"data": cfg.data, "train_texts": data.shape[0], "val_texts": len(val_texts),
+              "vocab_size": tokenizer.vocab_size, "timings": trainer.state["timings"]}
+    for name, file in (("mle", "mle_generator.safetensors"), ("seqgan", "generator.safetensors")):
+        generator = trainer.new_generator()
+        load_weights(generator, out / file)
+        report[name] = evaluate_texts(generator, tokenizer, val_texts, cfg.eval_samples)
+    report["samples"] = report["seqgan"].pop("samples")[:10]
+    report["mle_samples"] = report["mle"].pop("samples")[:10]
+    write_json(out / "report.json", report)
+    return report
+
+
+def evaluate_texts(generator: SequenceGenerator, tokenizer: Any, references: list[str], n: int) -> dict[str, Any]:
+    """BLEU-2..5 of n generated texts against the pool of references, self-BLEU, and the texts."""
+    from seqlab.eval.bleu import pooled_bleu
+    from seqlab.eval.self_bleu import self_bleu
+
+    generator.eval()
+    hyps = decode_samples(generator.sample(n).cpu(), tokenizer)
+    cjk = any("\u4e00" <= ch <= "\u9fff" for t in references for ch in t)
+    tokenize = "zh" if cjk else "13a"
+    flat_refs = [r.replace("\n", " ") for r in references]
+    flat_hyps = [h.replace("\n", " ") or "<empty>" for h in hyps]
+    scores = {f"bleu{k}": pooled_bleu(flat_hyps, flat_refs, max_ngram_order=k, tokenize=tokenize) for k in range(2, 6)}
+    scores["self_bleu"] = self_bleu(flat_hyps, tokenize=tokenize)
+    scores["samples"] = hyps
+    return scores
+
+
+def sample_texts(run: Path, n: int, which: str, device: torch.device) -> list[str]:
+    """n texts from a finished run's generator (`seqgan` or `mle`)."""
+    from seqlab.data.tokenizers import load_tokenizer
+
+    files = {"seqgan": "generator.safetensors", "mle": "mle_generator.safetensors"}
+    if which not in files:
+        raise ConfigError(f"unknown --model {which!r}; choose seqgan or mle")
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise SeqlabError(f"{str(run)!r} is not a `seqlab seqgan train` run directory (no config.json)")
+    if not (run / files[which]).is_file():
+        raise SeqlabError(f"{run} has no {which} generator yet (training has not reached it)")
+    cfg = TextSeqganConfig(**read_json(run / "config.json"))
+    tokenizer = load_tokenizer(run / "tokenizer.json")
+    generator = _new_generator(cfg, tokenizer.vocab_size, tokenizer.token_to_id("<bos>")).to(device)
+    load_weights(generator, run / files[which])
+    generator.eval()
+    return decode_samples(generator.sample(n).cpu(), tokenizer)
+
+
+def _new_generator(cfg: TextSeqganConfig, vocab_size: int, bos: int) -> SequenceGenerator:
+    sizes = {"emb_dim": cfg.size, "hidden_dim": cfg.size} if cfg.generator == "lstm" else {"n_embd": cfg.size}
+    return build_generator(cfg.generator, vocab_size, cfg.max_len, start_token=bos, **sizes)
+
+
+def _check_run_dir(out: Path, cfg: TextSeqganConfig) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file, not a run directory")
+    path = out / "config.json"
+    if path.is_file():
+        if read_json(path) != dataclasses.asdict(cfg):
+            raise ConfigError(f"{out} holds a run with different settings; use a new --out to start afresh")
+    else:
+        write_json(path, dataclasses.asdict(cfg))
+
+
+def _split(texts: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """A seeded split of the distinct texts (a text never lands on both sides)."""
+    distinct = sorted(set(texts))
+    random.Random(seed).shuffle(distinct)
+    n_val = max(1, round(len(distinct) * val_fraction))
+    if len(distinct) - n_val < 1:
+        raise DataError(f"too few distinct texts ({len(distinct)}) to hold {n_val} out")
+    return distinct[n_val:], distinct[:n_val]
+
+
+class _TextTrainer:
+    """MLE pre-training -> D pre-training -> adversarial rounds, checkpointed at least every 60 s."""
+
+    def __init__(self, cfg: TextSeqganConfig, out: Path, device: torch.device, data: Tensor, vocab_size: int,
+                 bos: int, reporter: Any):
+        self.cfg, self.out, self.device, self.data, self.report = cfg, out, device, data, reporter
+        self.vocab_size, self.bos = vocab_size, bos
+        self.generator = self.new_generator()
+        self.discriminator = Discriminator(vocab_size, cfg.max_len).to(device)
+        self.g_opt = g_optimizer(self.generator, cfg.g_lr, device)
+        self.d_opt = d_optimizer(self.discriminator, cfg.d_lr, device)
+        self.rollout: RolloutPolicy | None = None
+        self.state: dict[str, Any] = {"epoch": 0, "d_iter": 0, "round": 0, "d_acc": [], "rewards": [],
+                                      "timings": {"mle_pretrain_s": 0.0, "d_pretrain_s": 0.0, "adversarial_s": 0.0}}
+        self._last_save = time.perf_counter()
+
+    def new_generator(self) -> SequenceGenerator:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            return _new_generator(self.cfg, self.vocab_size, self.bos).to(self.device)
+
+    def run(self) -> None:
+        cfg, st = self.cfg, self.state
+        if not self._resume():
+            torch.manual_seed(cfg.seed + 1)
+        self.report.phase("MLE pre-training", cfg.pretrain_epochs, st["epoch"])
+        while st["epoch"] < cfg.pretrain_epochs:
+            loss = self._timed("mle_pretrain_s", lambda: mle_epoch(self.generator, self.g_opt, self.data,
+                                                                    cfg.batch_size, cfg.grad_clip))
+            st["epoch"] += 1
+            self.report.update(st["epoch"], loss=float(loss))
+            self._checkpoint(force=st["epoch"] == cfg.pretrain_epochs)
+        if not (self.out / "mle_generator.safetensors").is_file():
+            save_weights(self.generator, self.out / "mle_generator.safetensors")
+            self.g_opt = g_optimizer(self.generator, cfg.g_lr, self.device)  # a fresh Adam for the PG phase
+        self.rollout = self.rollout or RolloutPolicy(self.generator, cfg.rollout_rate)
+        self.report.phase("D pre-training", cfg.d_pretrain_iters, st["d_iter"])
+        while st["d_iter"] < cfg.d_pretrain_iters:
+            self._timed("d_pretrain_s", self._d_iteration)
+            st["d_iter"] += 1
+            self.report.update(st["d_iter"], d_acc=st["d_acc"][-1])
+            self._checkpoint(force=st["d_iter"] == cfg.d_pretrain_iters)
+        self.report.phase("adversarial", cfg.adv_rounds, st["round"])
+        score = discriminator_score(self.discriminator)
+        while st["round"] < cfg.adv_rounds:
+            self._timed("adversarial_s", lambda: self._round(score))
+            st["round"] += 1
+            self.report.update(st["round"], reward=st["rewards"][-1], d_acc=st["d_acc"][-1])
+            self._checkpoint(force=st["round"] == cfg.adv_rounds)
+        save_weights(self.generator, self.out / "generator.safetensors")
+
+    def _round(self, score: Any) -> None:
+        reward = policy_gradient_step(self.generator, self.g_opt, self.rollout, score, self.cfg.batch_size,
+                                      self.cfg.num_rollouts, self.cfg.grad_clip)
+        self.state["rewards"].append(float(reward))
+        for _ in range(self.cfg.d_iters_per_round):
+            self._d_iteration()
+
+    def _d_iteration(self) -> None:
+        self.generator.eval()
+        fake = self.generator.sample(self.data.shape[0])
+        self.generator.train()
+        acc = train_discriminator(self.discriminator, self.d_opt, self.data, fake, self.cfg.d_epochs,
+                                  self.cfg.batch_size)
+        self.state["d_acc"].append(float(acc))
+
+    def _timed(self, key: str, fn: Any) -> Any:
+        start = time.perf_counter()
+        result = fn()
+        self.state["timings"][key] += time.perf_counter() - start
+        return result
+
+    def _checkpoint(self, force: bool) -> None:
+        if not force and time.perf_counter() - self._last_save < 60.0:
+            return
+        tensors = {"generator": self.generator.state_dict(), "g_opt": self.g_opt.state_dict(),
+                   "discriminator": self.discriminator.state_dict(), "d_opt": self.d_opt.state_dict()}
+        if self.rollout is not None and self.rollout.model is not self.generator:
+            tensors["rollout"] = self.rollout.model.state_dict()
+        save_state(self.out / "state", {**self.state, **tensors, "rng": rng_state(self.device)})
+        self._last_save = time.perf_counter()
+
+    def _resume(self) -> bool:
+        path = self.out / "state"
+        if not path.with_suffix(".json").is_file():
+            return False
+        state = load_state(path)
+        self.generator.load_state_dict(state.pop("generator"))
+        if state["epoch"] >= self.cfg.pretrain_epochs:
+            self.rollout = RolloutPolicy(self.generator, self.cfg.rollout_rate)
+            if "rollout" in state:
+                self.rollout.model.load_state_dict(state.pop("rollout"))
+        self.g_opt.load_state_dict(state.pop("g_opt"))
+        self.discriminator.load_state_dict(state.pop("discriminator"))
+        self.d_opt.load_state_dict(state.pop("d_opt"))
+        set_rng_state(state.pop("rng"), self.device)
+        self.state = state
+        return True
