@@ -40,11 +40,45 @@ class BeamResult:
     scores: Tensor  # (B * num_return_sequences,)
 
 
-def _gather(t: Tensor, index: Tensor) -> Tensor:
-    """t (B, K, ...) -> t[b, index[b, j], ...]: index (B, J)."""
-    while index.dim() < t.dim():
-        index = index.unsqueeze(-1)
-    return torch.take_along_dim(t, index, dim=1)
+def _pick(t: Tensor, index: Tensor) -> Tensor:
+    """t (B, K, ...) -> t[b, index[b, j], ...] (B, J, ...): one index_select over the flattened rows."""
+    B, K = t.shape[:2]
+    flat = (index + torch.arange(B, device=index.device)[:, None] * K).view(-1)
+    return t.reshape(B * K, *t.shape[2:]).index_select(0, flat).view(*index.shape, *t.shape[2:])
+
+
+@dataclass
+class Finished:
+    """The best `num_beams` finished hypotheses per input (placeholders score NEG until filled)."""
+
+    sequences: Tensor  # (B, nb, L)
+    scores: Tensor  # (B, nb) length-penalised
+    lengths: Tensor  # (B, nb) generated tokens, EOS included
+    flags: Tensor  # (B, nb) bool: a real hypothesis, not a placeholder
+
+    @classmethod
+    def empty(cls, running: Tensor) -> Finished:
+        B, nb, _ = running.shape
+        return cls(running.clone(), torch.full((B, nb), NEG, device=running.device),
+                   torch.zeros(B, nb, dtype=torch.long, device=running.device),
+                   torch.zeros(B, nb, dtype=torch.bool, device=running.device))
+
+    def offer(self, cand_seqs: Tensor, cand_scores: Tensor, offered: Tensor, length: int, length_penalty: float,
+              closed: tuple[Tensor, ...]) -> None:
+        """Merge the offered candidates (B, K), scored score / length ** lp, except for inputs `closed` (B, 1).
+
+        The additions of NEG follow HF's arithmetic exactly, so ties resolve as they do there.
+        """
+        penalised = cand_scores / (length ** length_penalty)
+        for block in closed:
+            penalised += block.to(torch.float32) * NEG
+        penalised += (~offered) * NEG
+        merged = torch.cat((self.scores, penalised), dim=1)  # (B, nb + K)
+        best = torch.topk(merged, self.scores.shape[1]).indices  # (B, nb)
+        self.sequences = _pick(torch.cat((self.sequences, cand_seqs), dim=1), best)
+        self.scores = merged.gather(1, best)
+        self.lengths = torch.cat((self.lengths, torch.full_like(offered, length, dtype=torch.long)), 1).gather(1, best)
+        self.flags = torch.cat((self.flags, offered), dim=1).gather(1, best)
 
 
 @torch.no_grad()
@@ -62,68 +96,59 @@ def beam_search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], reorder: Call
     K = max(2, 1 + len(eos_ids)) * nb
     top_nb = torch.arange(K, device=device) < nb  # (K,)
     eos = torch.tensor(eos_ids, device=device) if eos_ids else None
-    batch_offset = torch.arange(B, device=device)[:, None] * nb  # (B, 1)
+    beam_offset = torch.arange(B, device=device)[:, None] * nb  # (B, 1)
 
     running = prefix.new_full((B, nb, max_length), 0 if fill_id is None else fill_id)
     running[:, :, :P] = prefix.view(B, nb, P)
-    finished = running.clone()  # (B, nb, L): the best finished hypotheses so far
+    finished = Finished.empty(running)
     running_scores = torch.zeros(B, nb, device=device)
     running_scores[:, 1:] = NEG  # all beams start equal: let only the first one expand at step 1
-    finished_scores = torch.full((B, nb), NEG, device=device)
-    finished_lengths = torch.zeros(B, nb, dtype=torch.long, device=device)
-    is_finished = torch.zeros(B, nb, dtype=torch.bool, device=device)
     can_improve = torch.ones(B, 1, dtype=torch.bool, device=device)
-
     for cur_len in range(P, max_length):
-        log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B*nb, V)
-        log_probs = processors(running.view(N, max_length)[:, :cur_len], log_probs)
+        # 1. the K best (or sampled) candidates over all beams x tokens
+        log_probs = processors(running.view(N, max_length)[:, :cur_len], torch.log_softmax(logits.float(), dim=-1))
         V = log_probs.shape[-1]
         totals = (log_probs.view(B, nb, V) + running_scores[:, :, None]).view(B, nb * V)
-        if do_sample:
-            cand = torch.multinomial(totals.softmax(dim=-1), K, generator=generator)  # (B, K)
-            cand_scores, order = totals.gather(1, cand).sort(dim=-1, descending=True)
-            cand = cand.gather(1, order)
-        else:
-            cand_scores, cand = torch.topk(totals, K)  # (B, K)
-        parent, tokens = cand // V, cand % V  # (B, K) beam index within the input, token id
-        cand_seqs = _gather(running, parent)  # (B, K, L)
+        cand_scores, cand = _candidates(totals, K, do_sample, generator)  # (B, K)
+        parent, tokens = cand // V, cand % V  # beam index within the input, token id
+        cand_seqs = _pick(running, parent)  # (B, K, L)
         cand_seqs[:, :, cur_len] = tokens
         hits = _hits(cand_seqs, tokens, cur_len, max_length, eos, stop)  # (B, K)
 
-        # 3. next running beams: the best candidates that did not hit
+        # 2. next running beams: the best candidates that did not hit
         alive_scores = cand_scores + hits.to(torch.float32) * NEG
         keep = torch.topk(alive_scores, nb).indices  # (B, nb)
-        running = _gather(cand_seqs, keep)
-        running_scores = _gather(alive_scores, keep)
-        beam_idx = (_gather(parent, keep) + batch_offset).view(N)
+        running, running_scores = _pick(cand_seqs, keep), alive_scores.gather(1, keep)
+        beam_idx = (parent.gather(1, keep) + beam_offset).view(N)
 
-        # 4. offer the top-nb hitting candidates to the finished list
+        # 3. the top-nb hitting candidates may enter the finished list (when the host syncs every step
+        #    anyway, skip the merge on the many steps where nothing finishes)
         offered = hits & top_nb[None, :]
-        penalised = cand_scores / ((cur_len + 1 - P) ** length_penalty)
-        penalised += (is_finished.all(dim=-1, keepdim=True) & (early_stopping is True)).to(torch.float32) * NEG
-        penalised += (~can_improve).to(torch.float32) * NEG
-        penalised += (~offered) * NEG
-        merged_scores = torch.cat((finished_scores, penalised), dim=1)  # (B, nb + K)
-        best = torch.topk(merged_scores, nb).indices  # (B, nb)
-        finished = _gather(torch.cat((finished, cand_seqs), dim=1), best)
-        finished_scores = _gather(merged_scores, best)
-        new_lengths = torch.full_like(tokens, cur_len + 1 - P)
-        finished_lengths = _gather(torch.cat((finished_lengths, new_lengths), dim=1), best)
-        is_finished = _gather(torch.cat((is_finished, offered), dim=1), best)
+        if sync_every > 1 or bool(offered.any()):
+            full = finished.flags.all(dim=-1, keepdim=True) & (early_stopping is True)
+            finished.offer(cand_seqs, cand_scores, offered, cur_len + 1 - P, length_penalty, (full, ~can_improve))
 
-        # 5. can any running beam still beat the worst finished hypothesis?
-        can_improve = _can_improve(can_improve, running_scores, finished_scores, is_finished, cur_len + 1 - P,
-                                   max_new_tokens, early_stopping, length_penalty)
+        # 4. can any running beam still beat the worst finished hypothesis?
+        can_improve = _can_improve(can_improve, running_scores, finished, cur_len + 1 - P, max_new_tokens,
+                                   early_stopping, length_penalty)
         if cur_len + 1 == max_length:
             break
-        if (cur_len + 1 - P) % sync_every == 0 and _done(can_improve, is_finished, hits, early_stopping):
+        if (cur_len + 1 - P) % sync_every == 0 and _done(can_improve, finished.flags, hits, early_stopping):
             break
         logits, state = step(running[:, :, cur_len].reshape(N), reorder(state, beam_idx))
 
-    keep = slice(0, num_return_sequences)
-    length = P + int(finished_lengths[:, keep].max())
-    return BeamResult(finished[:, keep, :length].reshape(B * num_return_sequences, length),
-                      finished_scores[:, keep].reshape(B * num_return_sequences))
+    length = P + int(finished.lengths[:, :num_return_sequences].max())
+    return BeamResult(finished.sequences[:, :num_return_sequences, :length].reshape(-1, length),
+                      finished.scores[:, :num_return_sequences].reshape(-1))
+
+
+def _candidates(totals: Tensor, K: int, do_sample: bool, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """(scores, flat indices) of the K best entries of totals (B, nb*V), or K sampled without replacement."""
+    if not do_sample:
+        return torch.topk(totals, K)
+    cand = torch.multinomial(totals.softmax(dim=-1), K, generator=generator)  # (B, K)
+    cand_scores, order = totals.gather(1, cand).sort(dim=-1, descending=True)
+    return cand_scores, cand.gather(1, order)
 
 
 def _hits(cand_seqs: Tensor, tokens: Tensor, cur_len: int, max_length: int, eos: Tensor | None,
@@ -138,16 +163,16 @@ def _hits(cand_seqs: Tensor, tokens: Tensor, cur_len: int, max_length: int, eos:
     return hits
 
 
-def _can_improve(can_improve: Tensor, running_scores: Tensor, finished_scores: Tensor, is_finished: Tensor,
-                 generated: int, max_new_tokens: int, early_stopping: bool | str, length_penalty: float) -> Tensor:
+def _can_improve(can_improve: Tensor, running_scores: Tensor, finished: Finished, generated: int,
+                 max_new_tokens: int, early_stopping: bool | str, length_penalty: float) -> Tensor:
     """HF's heuristic: the best running score at its best hypothetical length vs the worst finished one."""
     if early_stopping == "never" and length_penalty > 0.0:
         best_length = max_new_tokens
     else:
         best_length = generated
     best_running = running_scores[:, :1] / (best_length ** length_penalty)  # (B, 1)
-    worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values, NEG)  # (B, nb)
-    return can_improve & (best_running > worst_finished).any(dim=-1, keepdim=True)
+    worst = torch.where(finished.flags, finished.scores.min(dim=1, keepdim=True).values, NEG)  # (B, nb)
+    return can_improve & (best_running > worst).any(dim=-1, keepdim=True)
 
 
 def _done(can_improve: Tensor, is_finished: Tensor, hits: Tensor, early_stopping: bool | str) -> bool:

@@ -151,14 +151,14 @@ class MinNewTokens:
     def __init__(self, prompt_length: int, min_new_tokens: int, eos_token_ids: Sequence[int]):
         self.prompt_length = prompt_length
         self.min_new_tokens = min_new_tokens
-        self.eos = list(eos_token_ids)
+        self.eos = torch.tensor(list(eos_token_ids), dtype=torch.long)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         if input_ids.shape[-1] - self.prompt_length >= self.min_new_tokens:
             return scores
-        out = scores.clone()
-        out[:, self.eos] = NEG_INF
-        return out
+        if self.eos.device != scores.device:
+            self.eos = self.eos.to(scores.device)
+        return scores.index_fill(-1, self.eos, NEG_INF)
 
 
 class BadWords:

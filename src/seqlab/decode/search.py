@@ -2,7 +2,8 @@
 
     s_t   = processors(y_<t, logits_t)                    (float32; the prompt is part of y_<t)
     y_t   = argmax_v s_t[v]                                greedy
-          ~ softmax(s_t)                                   sampling (seeded torch.Generator)
+          ~ softmax(s_t)                                   sampling (seeded torch.Generator):
+          = argmax_v softmax(s_t)[v] / E_v,  E_v ~ Exp(1)  the exponential race — one kernel, no host sync
 
 A row finishes at EOS (or a stop string) and is then filled with `fill_id`. The host asks whether all
 rows have finished only every `sync_every` steps — each ask waits for the device — so on a GPU the
@@ -41,22 +42,27 @@ def sample_tokens(step: StepFn, prefix: Tensor, logits: Tensor, state: Any, *, m
     generated = torch.zeros(N, dtype=torch.long, device=device)  # tokens each row made until it finished
     eos = torch.tensor(eos_ids, device=device) if eos_ids else None
     fill = None if fill_id is None else torch.tensor(fill_id, device=device)
+    can_finish = eos is not None or stop is not None
     for t in range(max_new_tokens):
         scores = processors(sequences[:, :P + t], logits.float())  # (N, V)
-        if do_sample:
-            tokens = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)  # (N,)
-        else:
-            tokens = scores.argmax(dim=-1)  # (N,)
-        if fill is not None:
-            tokens = torch.where(unfinished, tokens, fill)
+        tokens = sample(scores, generator) if do_sample else scores.argmax(dim=-1)  # (N,)
+        if can_finish:
+            if fill is not None:
+                tokens = torch.where(unfinished, tokens, fill)
+            generated += unfinished
         sequences[:, P + t] = tokens
-        generated += unfinished
         if eos is not None:
             unfinished &= ~torch.isin(tokens, eos)
         if stop is not None:
             unfinished &= ~stop(sequences[:, :P + t + 1])
         yield tokens
-        if t + 1 == max_new_tokens or ((t + 1) % sync_every == 0 and not bool(unfinished.any())):
+        if t + 1 == max_new_tokens or (can_finish and (t + 1) % sync_every == 0 and not bool(unfinished.any())):
             break
         logits, state = step(tokens, state)
-    return sequences[:, :P + int(generated.max())]
+    return sequences[:, :P + int(generated.max())] if can_finish else sequences
+
+
+def sample(scores: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One token per row from softmax(scores) (N, V) -> (N,), by the exponential race (see the module docstring)."""
+    race = torch.empty_like(scores).exponential_(1.0, generator=generator).clamp_(min=torch.finfo(scores.dtype).tiny)
+    return scores.softmax(dim=-1).div_(race).argmax(dim=-1)
