@@ -58,6 +58,21 @@ def test_train_evaluate_and_sample(cli, tmp_path, corpus):
     sampled = cli("seqgan", "sample", out, "-n", "3", "--json")
     assert sampled.exit_code == 0, sampled.stderr
     assert len(json.loads(sampled.stdout)["samples"]) == 3
+    # the generator is also a seqlab rnn_lm run: same logits, and `seqlab generate` samples it
+    from seqlab.models.loading import load_model_from_run
+    from seqlab.train.seqgan_text import TextSeqganConfig, _new_generator
+
+    lm, tok, _ = load_model_from_run(out / "lm", which="last")
+    cfg = TextSeqganConfig(**json.loads((out / "config.json").read_text()))
+    g = _new_generator(cfg, tok.vocab_size, tok.bos_id)
+    from seqlab.checkpoint import load_weights
+
+    load_weights(g, out / "generator.safetensors")
+    seqs = torch.randint(0, tok.vocab_size, (2, 20))
+    inputs = torch.cat([torch.full((2, 1), tok.bos_id), seqs[:, :-1]], 1)
+    torch.testing.assert_close(lm(inputs), g(seqs))
+    generated = cli("generate", out / "lm", "--prompt", "", "--max-new-tokens", "5", "--json")
+    assert generated.exit_code == 0, generated.stderr
     again = cli("seqgan", "train", "--data", corpus, "--out", out, *TINY, "--json")  # finished: read back
     assert json.loads(again.stdout) == report
 

@@ -8,6 +8,7 @@ BLEU-n = mean sentence BLEU against the whole held-out pool (`seqlab.eval.bleu.p
 with self-BLEU (`seqlab.eval.self_bleu`).
 
     RUN/config.json  tokenizer.json  mle_generator.safetensors  generator.safetensors  state.*  report.json
+    RUN/lm/          the SeqGAN generator (LSTM) as a seqlab rnn_lm run: `seqlab generate RUN/lm`
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import Tensor
 
 from seqlab.checkpoint import load_state, load_weights, save_state, save_weights
 from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.gan.rewards import discriminator_score
 from seqlab.gan.rollout import RolloutPolicy
-from seqlab.io import read_json, write_json
+from seqlab.io import atomic_path, read_json, write_json
 from seqlab.models.discriminator import WIDTHS, Discriminator
-from seqlab.models.seqgan_generator import SequenceGenerator, build_generator
+from seqlab.models.seqgan_generator import LSTMGenerator, SequenceGenerator, build_generator
 from seqlab.train.seqgan import (
     d_optimizer,
     g_optimizer,
@@ -150,6 +152,11 @@ def train_text_seqgan(cfg: TextSeqganConfig, out: Path, device: torch.device, sh
         generator = trainer.new_generator()
         load_weights(generator, out / file)
         report[name] = evaluate_texts(generator, tokenizer, val_texts, cfg.eval_samples)
+    if cfg.generator == "lstm":
+        generator = trainer.new_generator()
+        load_weights(generator, out / "generator.safetensors")
+        export_lm_run(generator, tokenizer, cfg, out / "lm")
+        report["lm_run"] = str(out / "lm")
     report["samples"] = report["seqgan"].pop("samples")[:10]
     report["mle_samples"] = report["mle"].pop("samples")[:10]
     write_json(out / "report.json", report)
@@ -171,6 +178,26 @@ def evaluate_texts(generator: SequenceGenerator, tokenizer: Any, references: lis
     scores["self_bleu"] = self_bleu(flat_hyps, tokenize=tokenize)
     scores["samples"] = hyps
     return scores
+
+
+def export_lm_run(generator: LSTMGenerator, tokenizer: Any, cfg: TextSeqganConfig, out: Path) -> None:
+    """Write the LSTM generator as a seqlab `rnn_lm` run (config.yaml, tokenizer.json, model.safetensors),
+    so `seqlab generate OUT` samples it (an empty prompt starts from <bos>, as G does)."""
+    from seqlab.config import Config, DataConfig, ModelConfig
+    from seqlab.runs import RunDir
+
+    run = RunDir(Path(out))
+    run.write_config(Config(data=DataConfig(corpus=cfg.data, tokenizer=cfg.tokenizer),
+                            model=ModelConfig(arch="rnn_lm", cell="lstm", n_layer=1, n_embd=cfg.size,
+                                              hidden_size=cfg.size, tie_embeddings=False, dropout=0.0,
+                                              context_length=cfg.max_len), seed=cfg.seed))
+    tokenizer.save(run.tokenizer)
+    weights = {"embedding.weight": generator.embedding.weight, "lm_head.weight": generator.out.weight,
+               "lm_head.bias": generator.out.bias}
+    weights |= {f"rnn.{k}": v for k, v in generator.lstm.state_dict().items()}
+    with atomic_path(run.model) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp))
+    run.write_info(cfg.seed, {"exported_from": "seqlab seqgan train"})
 
 
 def sample_texts(run: Path, n: int, which: str, device: torch.device) -> list[str]:
