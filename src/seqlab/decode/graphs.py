@@ -13,6 +13,7 @@ TransformerLM state is built that way (see `TransformerState`), so it qualifies.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -46,12 +47,15 @@ class CapturedStep:
     def __init__(self, model: Any):
         self.model = model
         self.calls = 0
+        self.eager = False  # set when capture failed
         self.graph: torch.cuda.CUDAGraph | None = None
         self.tokens: Tensor | None = None  # static input (N,)
         self.logits: Tensor | None = None  # static output (N, V)
 
     def __call__(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
         self.calls += 1
+        if self.eager:
+            return self.model.step(tokens, state)
         if self.calls == 1:  # eager on a side stream: a real step that also warms up cuBLAS and the allocator
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -60,11 +64,20 @@ class CapturedStep:
             torch.cuda.current_stream().wait_stream(side)
             return logits, state
         if self.graph is None:
-            self.tokens = tokens.clone()
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):  # records without running; the replay below runs it
-                self.logits, _ = self.model.step(self.tokens, state)
+            try:
+                self._capture(tokens, state)
+            except RuntimeError as e:  # capture runs nothing, so the state is intact: go on eagerly
+                warnings.warn(f"CUDA graph capture failed, decoding without it: {str(e).splitlines()[0]}",
+                              stacklevel=2)
+                self.eager, self.graph = True, None
+                return self.model.step(tokens, state)
         else:
             self.tokens.copy_(tokens)
         self.graph.replay()
         return self.logits, state
+
+    def _capture(self, tokens: Tensor, state: Any) -> None:
+        self.tokens = tokens.clone()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):  # records without running; the replay that follows runs it
+            self.logits, _ = self.model.step(self.tokens, state)
