@@ -27,6 +27,8 @@ COMMANDS = [
     "attention",
     "eval",
     "chat",
+    "demo",
+    "bench",
 ]
 
 app = typer.Typer(
