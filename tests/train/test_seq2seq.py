@@ -63,12 +63,12 @@ def test_trains_validates_and_writes_the_run(tmp_path, capsys):
 
 def test_transformer_trains_and_scheduled_sampling_decays(tmp_path):
     transformer = {"arch": "seq2seq_transformer", "n_layer": 1, "n_head": 2, "n_embd": 16, "context_length": 12}
-    summary = train_seq2seq(load_config(_config(tmp_path, transformer, max_steps=10, eval_interval=10, samples=0)),
+    summary = train_seq2seq(load_config(_config(tmp_path, transformer, max_steps=6, eval_interval=6, samples=0)),
                             tmp_path / "t", "cpu")
     assert summary["best_val_loss"] < 5.0
-    train_seq2seq(load_config(_config(tmp_path, None, max_steps=10, scheduled_sampling=0.05, samples=0)),
-                  tmp_path / "ss", "cpu")
-    assert [r["teacher_forcing"] for r in _rows(tmp_path / "ss", "train")] == pytest.approx([0.8, 0.55])
+    train_seq2seq(load_config(_config(tmp_path, None, max_steps=6, eval_interval=6, log_interval=3,
+                                      scheduled_sampling=0.05, samples=0)), tmp_path / "ss", "cpu")
+    assert [r["teacher_forcing"] for r in _rows(tmp_path / "ss", "train")] == pytest.approx([0.9, 0.75])
     assert teacher_forcing(0.05, 0) == 1.0 and teacher_forcing(0.05, 100) == 0.0
 
 
