@@ -59,8 +59,10 @@ def attention(
     kwargs = {} if arch == "seq2seq_rnn" else {"layer": layer, "head": head_index}
     weights = model.attention_weights(src_ids, tgt_ids, **kwargs)  # (T, S)
     src_tokens, tgt_tokens = _pieces(tok, src_ids.tolist()), _pieces(tok, tgt_ids.tolist())
-    what = "cross-attention, " + (f"layer {layer}, " + ("mean over heads" if head_index is None else f"head {head_index}")
-                                  if arch == "seq2seq_transformer" else cfg.model.attention)
+    if arch == "seq2seq_transformer":
+        what = f"cross-attention, layer {layer}, " + ("mean over heads" if head_index is None else f"head {head_index}")
+    else:
+        what = f"{cfg.model.attention} attention"
     path = plot_attention(weights, src_tokens, tgt_tokens, out, title=f"{Path(run).name}: {what}")
     if as_json:
         print_json({"plot": str(path), "source_tokens": src_tokens, "target_tokens": tgt_tokens,
