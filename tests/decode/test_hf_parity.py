@@ -118,3 +118,16 @@ def test_seeded_sampling_is_reproducible(models, prompts):
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert a.shape == (2 * PROMPTS, PROMPT_LEN + NEW)
+
+
+def test_processors_in_generate_match_hf(models, prompts, common_eos):
+    hf, ours = models
+    kw = dict(repetition_penalty=1.3, no_repeat_ngram_size=2, min_new_tokens=4, eos_token_id=common_eos,
+              bad_words_ids=[[3], [5, 6]])
+    ref = hf_generate(hf, prompts, **kw)
+    out = generate(ours, prompts, max_new_tokens=NEW, pad_token_id=PAD, **kw)
+    assert torch.equal(out.sequences, ref.sequences)
+    ref = hf_generate(hf, prompts, num_beams=3, **kw)
+    out = generate(ours, prompts, max_new_tokens=NEW, pad_token_id=PAD, num_beams=3, **kw)
+    assert torch.equal(out.sequences, ref.sequences)
+    torch.testing.assert_close(out.sequences_scores, ref.sequences_scores, atol=1e-4, rtol=0)
