@@ -75,3 +75,16 @@ def test_stream_with_beams_yields_the_best_hypothesis_once():
     model = ScriptLM(tok.encode("fed"), tok.vocab_size, after=tok.eos_id)
     pieces = list(stream(model, tok, "a", max_new_tokens=6, num_beams=2, eos_token_id=tok.eos_id))
     assert pieces == ["fed"]
+
+
+def test_stream_from_an_encoder_decoder_gives_the_target_only():
+    tok = CharTokenizer.train(["abcdefgh"])
+
+    class Seq2SeqScript(ScriptLM):
+        is_encoder_decoder = True
+        bos_id = tok.bos_id
+
+    model = Seq2SeqScript(tok.encode("hgf"), tok.vocab_size, after=tok.eos_id)
+    assert "".join(stream(model, tok, "abc", max_new_tokens=8, eos_token_id=tok.eos_id)) == "hgf"
+    out = generate(model, torch.tensor([tok.encode("abc")]), max_new_tokens=8, eos_token_id=tok.eos_id)
+    assert out.sequences[0].tolist() == [tok.bos_id] + tok.encode("hgf") + [tok.eos_id]
