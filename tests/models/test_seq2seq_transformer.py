@@ -153,3 +153,16 @@ def test_builder():
     with pytest.raises(ConfigError, match="learned or sinusoidal"):
         build_model(ModelConfig(arch="seq2seq_transformer", positions="rotary"), V, pad_id=PAD, bos_id=BOS,
                     eos_id=EOS)
+
+
+def test_explicit_weights_path_equals_sdpa():
+    """The softmax drawn in heatmaps is the one the model computes."""
+    attn = _model().decoder[0].cross_attn
+    torch.manual_seed(2)
+    x, source = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])[:, None, None, :]
+    k, v = attn.keys_values(source)
+    fast, _ = attn(x, k, v, mask=mask)
+    slow, weights = attn(x, k, v, mask=mask, need_weights=True)
+    torch.testing.assert_close(fast, slow)
+    assert weights.shape == (2, 2, 3, 5) and torch.all(weights[1, :, :, 2:] == 0)
