@@ -1,0 +1,24 @@
+import io
+
+from rich.console import Console
+
+from seqlab.train.progress import TrainProgress
+
+
+def test_bar_shows_step_loss_tokens_per_second_and_eta():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=140)
+    with TrainProgress(total_steps=100, start_step=10, enabled=True, console=console) as bar:
+        bar.update(50, loss=1.23456, tokens_per_s=123456.0)
+        bar.print("step 50: val loss 1.5")
+    text = out.getvalue()
+    assert "50/100" in text and "loss 1.2346" in text and "123,456 tok/s" in text and "ETA" in text
+    assert "step 50: val loss 1.5" in text
+
+
+def test_non_main_ranks_print_nothing():
+    out = io.StringIO()
+    with TrainProgress(total_steps=10, start_step=0, enabled=False, console=Console(file=out, force_terminal=True)) as bar:
+        bar.update(5, loss=1.0, tokens_per_s=1.0)
+        bar.print("hidden")
+    assert out.getvalue() == ""
