@@ -24,7 +24,7 @@ from seqlab.gan.rewards import discriminator_score, rollout_rewards
 from seqlab.models.discriminator import Discriminator
 from seqlab.models.oracle import build_oracle
 from seqlab.models.seqgan_generator import build_generator
-from seqlab.train.seqgan import METHODS, d_optimizer, train_discriminator
+from seqlab.train.seqgan import METHODS, compile_discriminator, d_optimizer, train_discriminator
 from seqlab.train.seqgan_table import build_table, resolve_protocol, run_oracle_table
 
 
@@ -39,7 +39,7 @@ def micro(device: torch.device, batch: int, rollouts: int, d_steps: int, compile
     V, T = oracle.vocab_size, oracle.seq_len
     torch.manual_seed(0)
     d = Discriminator(V, T).to(device)
-    d_run = torch.compile(d) if compile_d else d
+    d_run = compile_discriminator(d, device) if compile_d else d
     opt = d_optimizer(d, 1e-4, device)
     real = torch.randint(0, V, (d_steps * batch // 2, T), device=device)
     fake = torch.randint(0, V, (d_steps * batch // 2, T), device=device)
@@ -92,8 +92,8 @@ def main() -> None:
             "nll_oracle": {m: row["nll_oracle"] for m, row in table["methods"].items()},
             "method_wall_s": {m: row["wall_s"] for m, row in table["methods"].items()},
             "seqgan_phases_s": {k: v for k, v in seqgan.items() if k.endswith("_s")},
-            "seqgan_rollouts_per_s": (rounds * protocol.batch_size * 19 * protocol.num_rollouts
-                                      / seqgan["rollout_s"]) if seqgan.get("rollout_s") else None,
+            "seqgan_pg_rollouts_per_s": (rounds * protocol.batch_size * 19 * protocol.num_rollouts
+                                      / seqgan["pg_step_s"]) if seqgan.get("pg_step_s") else None,
             "oracle": source,
         }
     print(json.dumps(report, indent=2))
