@@ -83,3 +83,14 @@ def test_rollout_policy_rates():
     assert same.model is g
     with pytest.raises(ConfigError):
         RolloutPolicy(g, 1.0)
+
+
+def test_transformer_generator_rollouts_keep_prefixes():
+    from seqlab.models.seqgan_generator import TransformerGenerator
+
+    torch.manual_seed(0)
+    g = TransformerGenerator(25, 6, n_layer=1, n_head=2, n_embd=8).eval()
+    seqs = g.sample(3)
+    out = complete_prefixes(g, seqs, 2)
+    for t in range(1, 6):
+        assert torch.equal(out[t - 1, :, :, :t], seqs[:, :t].expand(2, 3, t))
