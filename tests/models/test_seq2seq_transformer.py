@@ -91,6 +91,8 @@ def test_padding_is_never_attended_and_the_decoder_is_causal():
     noisy = torch.where(mask, src, torch.randint(4, V, src.shape))
     logits = model(src, mask, tgt_in)
     assert torch.equal(logits, model(noisy, mask, tgt_in))
+    left = torch.stack([torch.cat([r[r == PAD], r[r != PAD]]) for r in src])  # the same sources, left-padded
+    torch.testing.assert_close(model(left, left != PAD, tgt_in), logits)
     future = tgt_in.clone()
     future[:, 4:] = 5
     torch.testing.assert_close(model(src, mask, future)[:, :4], logits[:, :4])
