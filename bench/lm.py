@@ -77,7 +77,8 @@ def peer_throughput(cfg: Config, device: torch.device, steps: int) -> dict:
     vocab = data.tokenizer.vocab_size
     hf = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=m.context_length, n_embd=m.n_embd,
                                     n_layer=m.n_layer, n_head=m.n_head, resid_pdrop=m.dropout, embd_pdrop=m.dropout,
-                                    attn_pdrop=m.dropout, activation_function="gelu"))
+                                    attn_pdrop=m.dropout, activation_function="gelu",
+                                    bos_token_id=data.tokenizer.bos_id, eos_token_id=data.tokenizer.eos_id))
     models = {"seqlab": (build_model(m, vocab), lambda model, b: model(b[0], b[1])[1]),
               "hf": (hf, lambda model, b: torch.nn.functional.cross_entropy(
                   model(input_ids=b[0]).logits.flatten(0, 1), b[1].flatten()))}
