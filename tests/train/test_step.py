@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+from tiny_setup import one_thread  # noqa: F401 - fixture
 
 from seqlab.config import ModelConfig
 from seqlab.models import build_model
@@ -9,6 +10,7 @@ from seqlab.train.optim import build_optimizer, build_scheduler
 from seqlab.train.step import autocast, resolve_precision, train_step
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_lm(seed: int = 0) -> torch.nn.Module:

@@ -1,7 +1,9 @@
 import random
 
 import numpy as np
+import pytest
 import torch
+from tiny_setup import one_thread  # noqa: F401 - fixture
 
 from seqlab.config import ModelConfig
 from seqlab.models import build_model
@@ -13,6 +15,7 @@ from seqlab.train.state import load_checkpoint, rng_state, save_checkpoint, set_
 from seqlab.train.step import train_step
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_thread")
 STREAM = torch.randint(13, (400,), generator=torch.Generator().manual_seed(0))
 
 

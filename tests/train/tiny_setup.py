@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
 TEXT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tinyshakespeare.txt"
@@ -24,3 +26,12 @@ def write_tiny_setup(tmp: Path, **train: object) -> Path:
     path = tmp / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train far faster on one thread of a busy CPU (and the result does not depend on it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
