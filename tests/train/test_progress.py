@@ -22,3 +22,18 @@ def test_non_main_ranks_print_nothing():
         bar.update(5, loss=1.0, tokens_per_s=1.0)
         bar.print("hidden")
     assert out.getvalue() == ""
+
+
+def test_throughput_counts_training_time_only(monkeypatch):
+    import seqlab.train.progress as progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    clock = progress.Throughput(tokens_per_step=1000, step=0)
+    now[0] += 2.0
+    assert clock.tick(10) == 5000.0  # 10 steps x 1000 tokens in 2 s
+    now[0] += 30.0  # an evaluation: not training time
+    clock.restart(10)
+    now[0] += 3.0
+    assert clock.tick(40) == 10000.0
+    assert clock.overall == 40000 / 5.0

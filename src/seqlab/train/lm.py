@@ -45,7 +45,7 @@ from seqlab.train.early_stopping import BestTracker
 from seqlab.train.interrupt import InterruptFlag
 from seqlab.train.metrics import MetricsWriter
 from seqlab.train.optim import build_optimizer, build_scheduler
-from seqlab.train.progress import TrainProgress
+from seqlab.train.progress import Throughput, TrainProgress
 from seqlab.train.state import load_checkpoint, save_checkpoint
 from seqlab.train.step import autocast, resolve_precision, train_step
 
@@ -137,14 +137,11 @@ def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) ->
 def fit(s: LMSetup) -> dict[str, Any]:
     """The training loop: step, log, evaluate + checkpoint, stop early or on Ctrl-C (checkpoint, then exit 130)."""
     t, info = s.cfg.train, s.info
-    tokens_per_step = t.batch_size * s.cfg.model.context_length
     metrics = MetricsWriter(s.run, info.is_main, resume_step=s.start_step if s.resumed else None)
     step, last_val, stopped_early = s.start_step, math.nan, False
-    train_time, train_tokens = 0.0, 0
-    started = time.perf_counter()
+    started, clock = time.perf_counter(), Throughput(t.batch_size * s.cfg.model.context_length, s.start_step)
     try:
         with TrainProgress(t.max_steps, step, enabled=info.is_main) as bar, InterruptFlag() as interrupt:
-            tick, tick_step = time.perf_counter(), step
             while step < t.max_steps:
                 lr = s.scheduler.get_last_lr()[0]
                 loss, grad_norm = train_step(s.model, s.sampler.next_step(), lm_loss, s.optimizer, s.scheduler,
@@ -152,18 +149,15 @@ def fit(s: LMSetup) -> dict[str, Any]:
                 step += 1
                 if step % t.log_interval == 0 or step == t.max_steps:
                     loss_value = all_reduce_mean(loss, info).item()  # waits for the device
-                    elapsed = time.perf_counter() - tick
-                    train_time, train_tokens = train_time + elapsed, train_tokens + (step - tick_step) * tokens_per_step
-                    tokens_per_s = (step - tick_step) * tokens_per_step / max(elapsed, 1e-9)
+                    tokens_per_s = clock.tick(step)
                     record = {"step": step, "train_loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
                     if grad_norm is not None:
                         record["grad_norm"] = grad_norm.item()
                     metrics.write(record)
                     bar.update(step, loss_value, tokens_per_s)
-                    tick, tick_step = time.perf_counter(), step
                 if step % t.eval_interval == 0 or step == t.max_steps:
                     last_val = evaluate_and_checkpoint(s, step, metrics, bar)
-                    tick, tick_step = time.perf_counter(), step
+                    clock.restart(step)
                     if s.tracker.should_stop:
                         stopped_early = True
                         bar.print(f"early stopping: no improvement in {t.patience} evaluations")
@@ -178,7 +172,7 @@ def fit(s: LMSetup) -> dict[str, Any]:
         summary = {
             "step": step, "event": "end", "run": str(s.run.path), "best_val_loss": s.tracker.best,
             "best_step": s.tracker.best_step, "final_val_loss": last_val, "stopped_early": stopped_early,
-            "tokens_per_s": train_tokens / train_time if train_time else math.nan,
+            "tokens_per_s": clock.overall,
             "wall_s": time.perf_counter() - started, "device": str(s.device), "world_size": info.world_size,
             "weights_sha256": gather_objects(weights_digest(s.raw_model), info),
         }

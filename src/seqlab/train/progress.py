@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from types import TracebackType
 
 from rich.console import Console
@@ -50,3 +52,27 @@ class TrainProgress:
     def print(self, *objects: object) -> None:
         if not self.quiet:
             self.progress.console.print(*objects, highlight=False, markup=False, soft_wrap=True)
+
+
+class Throughput:
+    """Tokens per second of training time: `tick` at log steps, `restart` after evaluations (not counted)."""
+
+    def __init__(self, tokens_per_step: int, step: int):
+        self.tokens_per_step = tokens_per_step
+        self.train_time, self.train_tokens = 0.0, 0
+        self.restart(step)
+
+    def restart(self, step: int) -> None:
+        self.since, self.since_step = time.perf_counter(), step
+
+    def tick(self, step: int) -> float:
+        """tokens/s since the last tick or restart."""
+        elapsed = time.perf_counter() - self.since
+        tokens = (step - self.since_step) * self.tokens_per_step
+        self.train_time, self.train_tokens = self.train_time + elapsed, self.train_tokens + tokens
+        self.restart(step)
+        return tokens / max(elapsed, 1e-9)
+
+    @property
+    def overall(self) -> float:
+        return self.train_tokens / self.train_time if self.train_time else math.nan
