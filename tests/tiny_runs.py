@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 PAIRS = [("hello", "hi there"), ("how are you", "i am fine"), ("what is your name", "my name is bot"),
@@ -76,3 +77,12 @@ def train_run(run_dir: Path, raw_config: dict) -> Path:
         from seqlab.train.lm import train_lm as recipe
     recipe(cfg, run_dir, "cpu")
     return run_dir
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (two spin against each other on a busy 2-core CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 from conftest import assert_one_line_error, run_seqlab
-from tiny_runs import LM, SEQ2SEQ, config_for, make_run, train_run, write_pairs_corpus, write_text_corpus
+from tiny_runs import (
+    LM,
+    SEQ2SEQ,
+    config_for,
+    make_run,
+    one_thread,  # noqa: F401 - an autouse fixture
+    train_run,
+    write_pairs_corpus,
+    write_text_corpus,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from tiny_runs import SEQ2SEQ, config_for, make_run, write_pairs_corpus
+from tiny_runs import (
+    SEQ2SEQ,
+    config_for,
+    make_run,
+    one_thread,  # noqa: F401 - an autouse fixture
+    write_pairs_corpus,
+)
 
 from seqlab.chat import ChatSession
 from seqlab.chat.commands import HELP, is_command, run_command

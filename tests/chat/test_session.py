@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from tiny_runs import LM, SEQ2SEQ, config_for, make_run, write_pairs_corpus, write_text_corpus
+from tiny_runs import (
+    LM,
+    SEQ2SEQ,
+    config_for,
+    make_run,
+    one_thread,  # noqa: F401 - an autouse fixture
+    write_pairs_corpus,
+    write_text_corpus,
+)
 
 from seqlab.chat import ChatSession
 from seqlab.decode import GenerationOptions, stream

@@ -9,7 +9,15 @@ import pytest
 import sacrebleu
 import torch
 from conftest import assert_one_line_error
-from tiny_runs import LM, SEQ2SEQ, config_for, make_run, write_pairs_corpus, write_text_corpus
+from tiny_runs import (
+    LM,
+    SEQ2SEQ,
+    config_for,
+    make_run,
+    one_thread,  # noqa: F401 - an autouse fixture
+    write_pairs_corpus,
+    write_text_corpus,
+)
 
 KEYS = ["perplexity", "bleu", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2", "self_bleu", "avg_len",
         "examples"]
@@ -97,3 +105,33 @@ def test_bad_input_is_one_line_error(cli, seq2seq_run, args, message):
 def test_not_a_run_is_one_line_error(cli, tmp_path):
     result = cli("eval", tmp_path / "missing")
     assert_one_line_error(result)
+
+
+def test_labelled_lm_run_generates_from_each_label(cli, tmp_path):
+    rows = [{"text": f"{word} {word}", "label": label} for label, words in
+            (("a", ["apple", "avocado", "apricot", "almond"]), ("b", ["banana", "berry", "bean", "basil"]))
+            for word in words]
+    corpus = tmp_path / "labelled.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows * 3), encoding="utf-8")
+    config = config_for(corpus, LM, "labelled", tokenizer="char")
+    config["data"]["split"] = "random"
+    run = make_run(tmp_path / "run", config)
+    result = cli("eval", run, "--device", "cpu", "--split", "all", "--max-new-tokens", "6", "--json")
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["examples"] == 24 and metrics["perplexity"] > 1
+
+
+def test_chinese_run_is_scored_on_characters(tmp_path):
+    from seqlab.cli.eval import evaluate_run
+    from seqlab.eval.score import score_texts
+    from seqlab.models.loading import load_model_from_run
+
+    config = config_for("chatterbot/chinese", SEQ2SEQ, "pairs", tokenizer="char")  # data.lang auto: detected
+    run = make_run(tmp_path / "zh", config)
+    model, tok, cfg = load_model_from_run(run)
+    metrics, examples, hyps = evaluate_run(model, tok, cfg, None, None, 6, 5, {}, None)
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in "".join(examples.references))
+    expected = score_texts(hyps, [examples.references], "zh")
+    assert metrics["avg_len"] == expected["avg_len"] == sum(len(h.replace(" ", "")) for h in hyps) / len(hyps)
+    assert metrics["rougeL"] == expected["rougeL"]

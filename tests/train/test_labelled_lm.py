@@ -6,6 +6,7 @@ import json
 import random
 
 import pytest
+import torch
 import yaml
 from conftest import assert_one_line_error
 
@@ -29,7 +30,12 @@ def labelled_run(tmp_path_factory):
               "train": {"batch_size": 16, "max_steps": 150, "lr": 1e-2, "warmup_steps": 10, "eval_interval": 150,
                         "log_interval": 50, "samples": 0}}
     (root / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    train_lm(load_config(root / "config.yaml"), root / "run", "cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: two threads only spin against each other on a busy CPU
+    try:
+        train_lm(load_config(root / "config.yaml"), root / "run", "cpu")
+    finally:
+        torch.set_num_threads(threads)
     return root / "run"
 
 
