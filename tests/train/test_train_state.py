@@ -1,3 +1,4 @@
+import os
 import random
 
 import numpy as np
@@ -11,7 +12,7 @@ from seqlab.runs import RunDir
 from seqlab.train.batches import WindowSampler
 from seqlab.train.distributed import DistInfo
 from seqlab.train.optim import build_optimizer, build_scheduler
-from seqlab.train.state import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from seqlab.train.state import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqlab.train.step import train_step
 
 CPU = torch.device("cpu")
@@ -57,3 +58,35 @@ def test_checkpoint_resumes_bit_for_bit_with_dropout(tmp_path):
     assert step == 4 and run.model.is_file()
     assert run_steps(model2, opt2, sched2, sampler2, 5) == expected
     assert all(torch.equal(final[k], v) for k, v in model2.state_dict().items())
+
+
+def test_a_kill_in_the_middle_of_moving_a_checkpoint_into_place_is_recovered(tmp_path, monkeypatch):
+    import seqlab.train.state as state
+
+    run = RunDir(tmp_path)
+    model, opt, sched, sampler = setup()
+    save_checkpoint(run, 4, model, opt, sched, {}, DistInfo(), CPU)
+    run_steps(model, opt, sched, sampler, 2)
+    real_replace = os.replace
+
+    def dies_after_first_move(src, dst):
+        if str(dst) == str(tmp_path / "trainer_state.json"):
+            raise KeyboardInterrupt  # the process dies between moving the tensors and the JSON into place
+        real_replace(src, dst)
+
+    monkeypatch.setattr(state.os, "replace", dies_after_first_move)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(run, 6, model, opt, sched, {}, DistInfo(), CPU)
+    monkeypatch.setattr(state.os, "replace", real_replace)
+    assert has_checkpoint(run)  # new tensors + old JSON in place, the new JSON still pending
+    step, _ = load_checkpoint(run, *setup()[:3], DistInfo(), CPU)
+    assert step == 6 and not (tmp_path / "trainer_state_next.json").exists()
+
+
+def test_an_incomplete_pending_checkpoint_is_dropped(tmp_path):
+    run = RunDir(tmp_path)
+    model, opt, sched, _ = setup()
+    save_checkpoint(run, 4, model, opt, sched, {}, DistInfo(), CPU)
+    (tmp_path / "trainer_state_next.safetensors").write_bytes(b"half a file")  # killed while writing
+    step, _ = load_checkpoint(run, *setup()[:3], DistInfo(), CPU)
+    assert step == 4 and not (tmp_path / "trainer_state_next.safetensors").exists()

@@ -53,11 +53,13 @@ def train(
 def _resolve(config: str | None, overrides: list[str], out: Path | None, resume: Path | None,
              seed: int | None) -> tuple[Config, Path]:
     """The config and run directory of a new or resumed run, checking the combination of options."""
+    from seqlab.train.state import has_checkpoint
+
     if resume is not None:
         if config is not None or overrides or out is not None:
             raise SeqlabError("--resume RUN continues with the run's own config: drop CONFIG, --set and --out")
         run = open_run(resume)
-        if not run.trainer_state.with_suffix(".json").is_file():
+        if not has_checkpoint(run):
             raise SeqlabError(f"{str(resume)!r} has no checkpoint to resume from (no trainer_state.json)")
         cfg = run.read_config()
         if seed is not None and seed != cfg.seed:

@@ -5,11 +5,17 @@ the step, the model, optimizer and scheduler state, every rank's RNG states (Pyt
 CPU and CUDA) and recipe extras (data position, best-loss tracker); `RUN/model.safetensors` is then
 written for loading. The model is inside the trainer state too, so a kill between the two writes
 never pairs weights from one step with an optimizer from another.
+
+The pair is first written beside the old one as `trainer_state_next.*` (its JSON, written last, marks
+it complete) and then moved into place; a `kill -9` at any moment leaves the old or the new
+checkpoint, and the next load finishes an interrupted move.
 """
 
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +23,7 @@ import torch
 
 from seqlab.checkpoint import load_state, save_state, save_weights
 from seqlab.runs import RunDir
-from seqlab.train.distributed import DistInfo, gather_objects
+from seqlab.train.distributed import DistInfo, barrier, gather_objects
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -52,10 +58,11 @@ def save_checkpoint(run: RunDir, step: int, model: torch.nn.Module, optimizer: t
         return
     # clones: tied weights share storage, which safetensors refuses to store twice
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    save_state(run.trainer_state, {
+    save_state(_pending(run), {
         "step": step, "world_size": info.world_size, "model": weights, "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "rng": rngs, "extras": extras,
     })
+    _finish_commit(run)
     save_weights(model, run.model, metadata={"step": str(step)})
 
 
@@ -63,6 +70,9 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
                     scheduler: torch.optim.lr_scheduler.LRScheduler, info: DistInfo,
                     device: torch.device) -> tuple[int, dict[str, Any]]:
     """Restore the (unwrapped) model, optimizer, scheduler and this rank's RNG; returns (step, extras)."""
+    if info.is_main:
+        _finish_commit(run)
+    barrier(info)
     state = load_state(run.trainer_state)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -74,3 +84,22 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
         set_rng_state(rngs[0], device)
         torch.manual_seed(int(torch.randint(2**31, (1,)).item()) + info.rank)
     return int(state["step"]), state["extras"]
+
+
+def has_checkpoint(run: RunDir) -> bool:
+    return run.trainer_state.with_suffix(".json").is_file() or _pending(run).with_suffix(".json").is_file()
+
+
+def _pending(run: RunDir) -> Path:
+    return run.path / "trainer_state_next"
+
+
+def _finish_commit(run: RunDir) -> None:
+    """Move a completely written pending checkpoint into place; drop an incomplete one."""
+    pending = _pending(run)
+    if not pending.with_suffix(".json").is_file():
+        pending.with_suffix(".safetensors").unlink(missing_ok=True)
+        return
+    if pending.with_suffix(".safetensors").is_file():
+        os.replace(pending.with_suffix(".safetensors"), run.trainer_state.with_suffix(".safetensors"))
+    os.replace(pending.with_suffix(".json"), run.trainer_state.with_suffix(".json"))
