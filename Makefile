@@ -3,6 +3,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.seqlab-installed
+# Benchmark data (tinyshakespeare, the SeqGAN oracle) lives beside the checkout when present.
+ifneq ($(wildcard ../shared/data),)
+export SEQLAB_DATA ?= $(abspath ../shared/data)
+endif
 
 .PHONY: demo test setup lint clean
 
