@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from conftest import assert_one_line_error
 
 from seqlab.models.loading import load_model_from_run
 
-TEXT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tinyshakespeare.txt"
+TEXT = Path(os.environ["SEQLAB_DATA"]) / "tinyshakespeare.txt"  # tests/conftest.py sets SEQLAB_DATA
 
 
 @pytest.fixture(autouse=True)

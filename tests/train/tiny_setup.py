@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-TEXT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tinyshakespeare.txt"
+TEXT = Path(os.environ["SEQLAB_DATA"]) / "tinyshakespeare.txt"  # tests/conftest.py sets SEQLAB_DATA
 
 
 def write_tiny_setup(tmp: Path, **train: object) -> Path:
