@@ -28,6 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from seqlab.config import ModelConfig
 from seqlab.errors import SeqlabError
 from seqlab.models import register
+from seqlab.modules.recurrent import run_rnn
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -62,7 +63,7 @@ class RNNLanguageModel(nn.Module):
 
     def _run(self, idx: Tensor, hidden: RNNState | None) -> tuple[Tensor, RNNState]:
         """idx (B, T) from state `hidden` (None = zeros) -> logits (B, T, V), new state."""
-        out, hidden = self.rnn(self.drop(self.embedding(idx)), hidden)  # (B, T, H)
+        out, hidden = run_rnn(self.rnn, self.drop(self.embedding(idx)), hidden)  # (B, T, H)
         return self._logits(out), hidden
 
     def _logits(self, out: Tensor) -> Tensor:

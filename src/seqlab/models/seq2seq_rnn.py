@@ -35,6 +35,7 @@ from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import register
 from seqlab.modules.attention import ATTENTION_TYPES, GlobalAttention
 from seqlab.modules.padding import source_batch
+from seqlab.modules.recurrent import run_rnn
 
 IGNORE_INDEX = -100
 RNN_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -138,7 +139,7 @@ class Seq2SeqRNN(nn.Module):
             e = torch.cat([e, context], -1)
         elif self.input_feeding:
             e = torch.cat([e, state.feed], -1)
-        out, hidden = self.decoder(e[:, None, :], state.hidden)
+        out, hidden = run_rnn(self.decoder, e[:, None, :], state.hidden)
         s_t = out[:, 0]  # (B, H)
         if self.attention_type == "none":
             o_t = s_t
