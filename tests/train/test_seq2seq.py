@@ -14,6 +14,8 @@ from conftest import assert_one_line_error
 
 from seqlab.config import load_config
 from seqlab.errors import ConfigError, SeqlabError
+from seqlab.eval.plots import plot_loss_curves
+from seqlab.runs import MetricsLog
 from seqlab.train import seq2seq
 from seqlab.train.pair_batches import PairBatcher
 from seqlab.train.seq2seq import teacher_forcing, train_seq2seq
@@ -44,7 +46,10 @@ def _config(tmp: Path, model: dict | None = None, **train: object) -> Path:
 
 
 def _rows(run: Path, split: str) -> list[dict]:
-    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
+    """metrics.jsonl rows of one kind, with the LM recipe's keys (train_loss / val_loss), renamed to `loss`."""
+    key = f"{split}_loss"
+    rows = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return [{**r, "loss": r[key]} for r in rows if key in r]
 
 
 def test_trains_validates_and_writes_the_run(tmp_path, capsys):
@@ -55,10 +60,12 @@ def test_trains_validates_and_writes_the_run(tmp_path, capsys):
         assert (run / name).is_file(), name
     val = _rows(run, "val")
     assert [r["step"] for r in val] == [12, 24]
-    assert val[-1]["loss"] < val[0]["loss"] < 4.0 and val[-1]["ppl"] == pytest.approx(2.718281828 ** val[-1]["loss"])
+    assert val[-1]["loss"] < val[0]["loss"] < 4.0 and val[-1]["val_ppl"] == pytest.approx(2.718281828 ** val[-1]["loss"])
     assert summary["step"] == 24 and summary["best_val_loss"] == min(r["loss"] for r in val)
     assert summary["tokens_per_s"] > 0
     assert " -> " in capsys.readouterr().err  # a greedy sample reply at each evaluation
+    plot_loss_curves(MetricsLog(run / "metrics.jsonl").read(), run / "loss.png")  # `seqlab plot` reads the same keys
+    assert (run / "loss.png").stat().st_size > 0
 
 
 def test_transformer_trains_and_scheduled_sampling_decays(tmp_path):

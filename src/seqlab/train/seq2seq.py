@@ -161,7 +161,7 @@ def fit(s: Seq2SeqSetup) -> dict[str, Any]:
                     tokens = all_reduce_sum(tick_tokens.float(), info).item()
                     elapsed = time.perf_counter() - tick
                     train_time, train_tokens = train_time + elapsed, train_tokens + tokens
-                    record = {"step": step, "split": "train", "loss": loss_value, "lr": lr,
+                    record = {"step": step, "train_loss": loss_value, "lr": lr,
                               "tokens_per_s": tokens / max(elapsed, 1e-9),
                               "teacher_forcing": teacher_forcing(t.scheduled_sampling, step - 1)}
                     if grad_norm is not None:
@@ -184,7 +184,7 @@ def fit(s: Seq2SeqSetup) -> dict[str, Any]:
                               f"`seqlab train --resume {s.run.path}`")
                     raise KeyboardInterrupt
         summary = {
-            "step": step, "split": "end", "run": str(s.run.path), "best_val_loss": s.tracker.best,
+            "step": step, "event": "end", "run": str(s.run.path), "best_val_loss": s.tracker.best,
             "best_step": s.tracker.best_step, "final_val_loss": last_val, "stopped_early": stopped_early,
             "tokens_per_s": train_tokens / train_time if train_time else math.nan,
             "wall_s": time.perf_counter() - started, "device": str(s.device), "world_size": info.world_size,
@@ -219,7 +219,7 @@ def evaluate_and_checkpoint(s: Seq2SeqSetup, step: int, metrics: MetricsWriter, 
     val = validate(s.raw_model, s.val_pairs, s.tokenizer, t.batch_size, t.eval_batches, s.info, s.device, s.precision)
     improved = s.tracker.update(step, val)
     ppl = math.exp(min(val, 700.0))
-    metrics.write({"step": step, "split": "val", "loss": val, "ppl": ppl, "best_loss": s.tracker.best})
+    metrics.write({"step": step, "val_loss": val, "val_ppl": ppl, "best_val_loss": s.tracker.best})
     if s.info.is_main:
         if improved:
             save_weights(s.raw_model, s.run.best, metadata={"step": str(step)})
