@@ -29,11 +29,11 @@ def test_throughput_counts_training_time_only(monkeypatch):
 
     now = [100.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
-    clock = progress.Throughput(tokens_per_step=1000, step=0)
+    clock = progress.Throughput()
     now[0] += 2.0
-    assert clock.tick(10) == 5000.0  # 10 steps x 1000 tokens in 2 s
+    assert clock.tick(10_000) == 5000.0  # 10,000 tokens in 2 s
     now[0] += 30.0  # an evaluation: not training time
-    clock.restart(10)
+    clock.restart()
     now[0] += 3.0
-    assert clock.tick(40) == 10000.0
+    assert clock.tick(30_000) == 10000.0
     assert clock.overall == 40000 / 5.0

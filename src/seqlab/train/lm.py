@@ -11,7 +11,6 @@ Under `torchrun` each rank trains on its slice of every global batch (see `batch
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,22 +31,18 @@ from seqlab.runs import RunDir
 from seqlab.train.batches import WindowSampler
 from seqlab.train.distributed import (
     DistInfo,
-    all_reduce_mean,
     all_reduce_sum,
-    any_rank,
     barrier,
-    gather_objects,
     setup_distributed,
     teardown_distributed,
-    weights_digest,
 )
 from seqlab.train.early_stopping import BestTracker
-from seqlab.train.interrupt import InterruptFlag
+from seqlab.train.loop import RecipeHooks, run_loop
 from seqlab.train.metrics import MetricsWriter
 from seqlab.train.optim import build_optimizer, build_scheduler
-from seqlab.train.progress import Throughput, TrainProgress
+from seqlab.train.progress import TrainProgress
 from seqlab.train.state import load_checkpoint, save_checkpoint
-from seqlab.train.step import autocast, resolve_precision, train_step
+from seqlab.train.step import autocast, resolve_precision
 
 
 @dataclass
@@ -135,51 +130,15 @@ def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) ->
 
 
 def fit(s: LMSetup) -> dict[str, Any]:
-    """The training loop: step, log, evaluate + checkpoint, stop early or on Ctrl-C (checkpoint, then exit 130)."""
-    t, info = s.cfg.train, s.info
-    metrics = MetricsWriter(s.run, info.is_main, resume_step=s.start_step if s.resumed else None)
-    step, last_val, stopped_early = s.start_step, math.nan, False
-    started, clock = time.perf_counter(), Throughput(t.batch_size * s.cfg.model.context_length, s.start_step)
-    try:
-        with TrainProgress(t.max_steps, step, enabled=info.is_main) as bar, InterruptFlag() as interrupt:
-            while step < t.max_steps:
-                lr = s.scheduler.get_last_lr()[0]
-                loss, grad_norm = train_step(s.model, s.sampler.next_step(), lm_loss, s.optimizer, s.scheduler,
-                                             t.grad_clip, s.device, s.precision)
-                step += 1
-                if step % t.log_interval == 0 or step == t.max_steps:
-                    loss_value = all_reduce_mean(loss, info).item()  # waits for the device
-                    tokens_per_s = clock.tick(step)
-                    record = {"step": step, "train_loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
-                    if grad_norm is not None:
-                        record["grad_norm"] = grad_norm.item()
-                    metrics.write(record)
-                    bar.update(step, loss_value, tokens_per_s)
-                if step % t.eval_interval == 0 or step == t.max_steps:
-                    last_val = evaluate_and_checkpoint(s, step, metrics, bar)
-                    clock.restart(step)
-                    if s.tracker.should_stop:
-                        stopped_early = True
-                        bar.print(f"early stopping: no improvement in {t.patience} evaluations")
-                        break
-                checks = not info.enabled or step % t.log_interval == 0  # under DDP, agree only at log steps
-                if checks and any_rank(interrupt.requested, info, s.device):
-                    if step % t.eval_interval:
-                        save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, _extras(s), info, s.device)
-                    bar.print(f"interrupted: checkpoint saved at step {step}; continue with "
-                              f"`seqlab train --resume {s.run.path}`")
-                    raise KeyboardInterrupt
-        summary = {
-            "step": step, "event": "end", "run": str(s.run.path), "best_val_loss": s.tracker.best,
-            "best_step": s.tracker.best_step, "final_val_loss": last_val, "stopped_early": stopped_early,
-            "tokens_per_s": clock.overall,
-            "wall_s": time.perf_counter() - started, "device": str(s.device), "world_size": info.world_size,
-            "weights_sha256": gather_objects(weights_digest(s.raw_model), info),
-        }
-        metrics.write(summary, tensorboard=False)
-        return summary
-    finally:
-        metrics.close()
+    """The shared training loop (seqlab.train.loop) over random windows of the token stream."""
+
+    def next_batches() -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
+        batches = s.sampler.next_step()  # this rank's micro-batches: (inputs, targets) of (b, T)
+        return batches, sum(x.numel() for x, _ in batches)
+
+    return run_loop(s, RecipeHooks(next_batches, lambda step: lm_loss,
+                                   lambda step, metrics, bar: evaluate_and_checkpoint(s, step, metrics, bar),
+                                   lambda: _extras(s)))
 
 
 def evaluate_and_checkpoint(s: LMSetup, step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:

@@ -57,20 +57,18 @@ class TrainProgress:
 class Throughput:
     """Tokens per second of training time: `tick` at log steps, `restart` after evaluations (not counted)."""
 
-    def __init__(self, tokens_per_step: int, step: int):
-        self.tokens_per_step = tokens_per_step
-        self.train_time, self.train_tokens = 0.0, 0
-        self.restart(step)
+    def __init__(self) -> None:
+        self.train_time, self.train_tokens = 0.0, 0.0
+        self.restart()
 
-    def restart(self, step: int) -> None:
-        self.since, self.since_step = time.perf_counter(), step
+    def restart(self) -> None:
+        self.since = time.perf_counter()
 
-    def tick(self, step: int) -> float:
-        """tokens/s since the last tick or restart."""
+    def tick(self, tokens: float) -> float:
+        """tokens/s for the `tokens` trained since the last tick or restart."""
         elapsed = time.perf_counter() - self.since
-        tokens = (step - self.since_step) * self.tokens_per_step
         self.train_time, self.train_tokens = self.train_time + elapsed, self.train_tokens + tokens
-        self.restart(step)
+        self.restart()
         return tokens / max(elapsed, 1e-9)
 
     @property

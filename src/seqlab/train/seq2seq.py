@@ -12,7 +12,6 @@ Optimizer, schedule, checkpoints, exact resume, metrics, progress and DDP are th
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,22 +30,18 @@ from seqlab.models import build_model
 from seqlab.runs import RunDir
 from seqlab.train.distributed import (
     DistInfo,
-    all_reduce_mean,
     all_reduce_sum,
-    any_rank,
-    gather_objects,
     setup_distributed,
     teardown_distributed,
-    weights_digest,
 )
 from seqlab.train.early_stopping import BestTracker
-from seqlab.train.interrupt import InterruptFlag
+from seqlab.train.loop import RecipeHooks, run_loop
 from seqlab.train.metrics import MetricsWriter
 from seqlab.train.optim import build_optimizer, build_scheduler
 from seqlab.train.pair_batches import IGNORE_INDEX, Batch, Pair, PairBatcher, collate_pairs, eval_batches
 from seqlab.train.progress import TrainProgress
 from seqlab.train.state import load_checkpoint, save_checkpoint
-from seqlab.train.step import autocast, resolve_precision, train_step
+from seqlab.train.step import autocast, resolve_precision
 
 
 @dataclass
@@ -137,63 +132,19 @@ def teacher_forcing(scheduled_sampling: float, step: int) -> float:
 
 
 def fit(s: Seq2SeqSetup) -> dict[str, Any]:
-    """The training loop: step, log, evaluate + checkpoint, stop early or on Ctrl-C (checkpoint, then exit 130)."""
-    t, info = s.cfg.train, s.info
-    metrics = MetricsWriter(s.run, info.is_main, resume_step=s.start_step if s.resumed else None)
-    step, last_val, stopped_early = s.start_step, math.nan, False
-    train_time, train_tokens = 0.0, 0.0
-    tick_tokens = torch.zeros((), device=s.device)
-    started = time.perf_counter()
-    try:
-        with TrainProgress(t.max_steps, step, enabled=info.is_main) as bar, InterruptFlag() as interrupt:
-            tick = time.perf_counter()
-            while step < t.max_steps:
-                lr = s.scheduler.get_last_lr()[0]
-                batches = [_to(s, collate_pairs([s.train_pairs[i] for i in idx], s.tokenizer.pad_id,
-                                                s.tokenizer.bos_id, s.tokenizer.eos_id))
-                           for idx in s.batcher.next_indices()]
-                tick_tokens += sum((b[3] != IGNORE_INDEX).sum() for b in batches)
-                loss, grad_norm = train_step(s.model, batches, _loss_fn(s.cfg, step), s.optimizer, s.scheduler,
-                                             t.grad_clip, s.device, s.precision)
-                step += 1
-                if step % t.log_interval == 0 or step == t.max_steps:
-                    loss_value = all_reduce_mean(loss, info).item()  # waits for the device
-                    tokens = all_reduce_sum(tick_tokens.float(), info).item()
-                    elapsed = time.perf_counter() - tick
-                    train_time, train_tokens = train_time + elapsed, train_tokens + tokens
-                    record = {"step": step, "train_loss": loss_value, "lr": lr,
-                              "tokens_per_s": tokens / max(elapsed, 1e-9),
-                              "teacher_forcing": teacher_forcing(t.scheduled_sampling, step - 1)}
-                    if grad_norm is not None:
-                        record["grad_norm"] = grad_norm.item()
-                    metrics.write(record)
-                    bar.update(step, loss_value, record["tokens_per_s"])
-                    tick, tick_tokens = time.perf_counter(), torch.zeros((), device=s.device)
-                if step % t.eval_interval == 0 or step == t.max_steps:
-                    last_val = evaluate_and_checkpoint(s, step, metrics, bar)
-                    tick, tick_tokens = time.perf_counter(), torch.zeros((), device=s.device)
-                    if s.tracker.should_stop:
-                        stopped_early = True
-                        bar.print(f"early stopping: no improvement in {t.patience} evaluations")
-                        break
-                checks = not info.enabled or step % t.log_interval == 0  # under DDP, agree only at log steps
-                if checks and any_rank(interrupt.requested, info, s.device):
-                    if step % t.eval_interval:
-                        save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, _extras(s), info, s.device)
-                    bar.print(f"interrupted: checkpoint saved at step {step}; continue with "
-                              f"`seqlab train --resume {s.run.path}`")
-                    raise KeyboardInterrupt
-        summary = {
-            "step": step, "event": "end", "run": str(s.run.path), "best_val_loss": s.tracker.best,
-            "best_step": s.tracker.best_step, "final_val_loss": last_val, "stopped_early": stopped_early,
-            "tokens_per_s": train_tokens / train_time if train_time else math.nan,
-            "wall_s": time.perf_counter() - started, "device": str(s.device), "world_size": info.world_size,
-            "weights_sha256": gather_objects(weights_digest(s.raw_model), info),
-        }
-        metrics.write(summary)
-        return summary
-    finally:
-        metrics.close()
+    """The shared training loop (seqlab.train.loop) over length-bucketed batches of pairs."""
+    tok = s.tokenizer
+
+    def next_batches() -> tuple[list[Batch], torch.Tensor]:
+        batches = [_to(s, collate_pairs([s.train_pairs[i] for i in idx], tok.pad_id, tok.bos_id, tok.eos_id))
+                   for idx in s.batcher.next_indices()]
+        return batches, sum((b[3] != IGNORE_INDEX).sum() for b in batches)  # target tokens, EOS included
+
+    return run_loop(s, RecipeHooks(next_batches, lambda step: _loss_fn(s.cfg, step),
+                                   lambda step, metrics, bar: evaluate_and_checkpoint(s, step, metrics, bar),
+                                   lambda: _extras(s),
+                                   lambda step: {"teacher_forcing": teacher_forcing(s.cfg.train.scheduled_sampling,
+                                                                                    step)}))
 
 
 def _to(s: Seq2SeqSetup, batch: Batch) -> Batch:
