@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from seqlab.checkpoint import save_weights
 from seqlab.config import Config
@@ -39,10 +38,10 @@ from seqlab.train.distributed import (
 from seqlab.train.early_stopping import BestTracker
 from seqlab.train.loop import RecipeHooks, run_loop
 from seqlab.train.metrics import MetricsWriter
-from seqlab.train.optim import build_optimizer, build_scheduler
 from seqlab.train.progress import TrainProgress
-from seqlab.train.state import load_checkpoint, save_checkpoint
+from seqlab.train.state import save_checkpoint
 from seqlab.train.step import autocast, resolve_precision
+from seqlab.train.trainable import build_trainable, start_run
 
 
 @dataclass
@@ -92,36 +91,16 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
     check_min_length(data.splits["train"], cfg.model.context_length)
     check_min_length(data.splits["val"], cfg.model.context_length)
     tokenizer = data.tokenizer
-    if info.is_main and not resume:
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(cfg)
-        run.write_info(cfg.seed)
-        tokenizer.save(run.tokenizer)
-
+    start_run(run, cfg, tokenizer, info, resume)
     raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                             eos_id=tokenizer.eos_id).to(device)
-    torch.manual_seed(cfg.seed + info.rank)  # dropout masks differ across ranks, not with the model's init
     t = cfg.train
-    optimizer = build_optimizer(raw_model, t.lr, t.weight_decay, (t.beta1, t.beta2), device)
-    scheduler = build_scheduler(optimizer, t.lr, t.min_lr, t.warmup_steps, t.max_steps)
     sampler = WindowSampler(data.splits["train"].ids.to(device), cfg.model.context_length, t.batch_size,
                             t.grad_accum, cfg.seed, info.rank, info.world_size)
-    tracker = BestTracker(t.patience)
-    start_step = 0
-    if resume:
-        start_step, extras = load_checkpoint(run, raw_model, optimizer, scheduler, info, device)
-        sampler.load_state_dict(extras["sampler"])
-        tracker.load_state_dict(extras["tracker"])
-        if start_step >= t.max_steps or tracker.should_stop:
-            raise SeqlabError(f"nothing to resume: {run.path} finished at step {start_step}")
-    model = raw_model
-    if info.enabled:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if t.compile:
-        model = torch.compile(model)
+    tr = build_trainable(cfg, run, info, device, raw_model, resume, "sampler", sampler)
     return LMSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer,
-                   data.splits["val"].ids, raw_model, model, optimizer, scheduler, sampler, tracker, start_step,
-                   resume)
+                   data.splits["val"].ids, raw_model, tr.model, tr.optimizer, tr.scheduler, sampler, tr.tracker,
+                   tr.start_step, resume)
 
 
 def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from seqlab.checkpoint import save_weights
 from seqlab.config import Config
@@ -37,11 +36,11 @@ from seqlab.train.distributed import (
 from seqlab.train.early_stopping import BestTracker
 from seqlab.train.loop import RecipeHooks, run_loop
 from seqlab.train.metrics import MetricsWriter
-from seqlab.train.optim import build_optimizer, build_scheduler
 from seqlab.train.pair_batches import IGNORE_INDEX, Batch, Pair, PairBatcher, collate_pairs, eval_batches
 from seqlab.train.progress import TrainProgress
-from seqlab.train.state import load_checkpoint, save_checkpoint
+from seqlab.train.state import save_checkpoint
 from seqlab.train.step import autocast, resolve_precision
+from seqlab.train.trainable import build_trainable, start_run
 
 
 @dataclass
@@ -86,35 +85,17 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
     seed_everything(cfg.seed)
     data = prepare_data(cfg.data, cfg.seed, tokenizer=load_tokenizer(run.tokenizer) if resume else None)
     tokenizer = data.tokenizer
-    if info.is_main and not resume:
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(cfg)
-        run.write_info(cfg.seed)
-        tokenizer.save(run.tokenizer)
+    start_run(run, cfg, tokenizer, info, resume)
     raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                             eos_id=tokenizer.eos_id).to(device)
     limit = raw_model.max_length  # Transformer: source and BOS + target positions; RNN: None
     train_pairs, val_pairs = (fit_lengths(data.splits[side].pairs, limit) for side in ("train", "val"))
-    torch.manual_seed(cfg.seed + info.rank)  # dropout masks differ across ranks, not with the model's init
     t = cfg.train
-    optimizer = build_optimizer(raw_model, t.lr, t.weight_decay, (t.beta1, t.beta2), device)
-    scheduler = build_scheduler(optimizer, t.lr, t.min_lr, t.warmup_steps, t.max_steps)
     batcher = PairBatcher(train_pairs, t.batch_size, t.grad_accum, cfg.seed, info.rank, info.world_size)
-    tracker = BestTracker(t.patience)
-    start_step = 0
-    if resume:
-        start_step, extras = load_checkpoint(run, raw_model, optimizer, scheduler, info, device)
-        batcher.load_state_dict(extras["batcher"])
-        tracker.load_state_dict(extras["tracker"])
-        if start_step >= t.max_steps or tracker.should_stop:
-            raise SeqlabError(f"nothing to resume: {run.path} finished at step {start_step}")
-    model = raw_model
-    if info.enabled:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if t.compile:
-        model = torch.compile(model)
+    tr = build_trainable(cfg, run, info, device, raw_model, resume, "batcher", batcher)
     return Seq2SeqSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer, train_pairs,
-                        val_pairs, raw_model, model, optimizer, scheduler, batcher, tracker, start_step, resume)
+                        val_pairs, raw_model, tr.model, tr.optimizer, tr.scheduler, batcher, tr.tracker,
+                        tr.start_step, resume)
 
 
 def fit_lengths(pairs: list[Pair] | None, limit: int | None) -> list[Pair]:
