@@ -31,3 +31,16 @@ def test_reorder_in_place_or_into_new_buffers():
     wider = same.reorder(torch.tensor([0, 0, 1, 1, 2, 2]))
     assert wider.keys[0].shape[0] == 6 and wider.keys[0].data_ptr() != address
     assert wider.values[0][:, 0, 0, 0].tolist() == [2.0, 2.0, 2.0, 2.0, 0.0, 0.0]
+
+
+def test_reorder_of_the_filled_slots_equals_the_full_reorder():
+    import torch
+
+    from seqlab.modules.kv_cache import reorder_rows
+
+    t = torch.zeros(3, 2, 6, 4)
+    t[:, :, :4] = torch.randn(3, 2, 4, 4)  # 4 slots written, 2 still zeros
+    index = torch.tensor([2, 0, 0])
+    expected = t.index_select(0, index)
+    out = reorder_rows(t.clone(), index, filled=4)
+    assert torch.equal(out, expected)

@@ -224,7 +224,8 @@ class TransformerLM(nn.Module):
 
     def reorder_state(self, state: TransformerState, index: Tensor) -> TransformerState:
         """Rows `index` (B',) of the state; in place when B' == B (the static buffers keep their addresses)."""
-        return TransformerState(state.cache.reorder(index), reorder_rows(state.key_valid, index), state.slot,
+        filled = int(state.slot) if state.slot.device.type == "cpu" else None  # free on CPU, a sync on GPU
+        return TransformerState(state.cache.reorder(index, filled), reorder_rows(state.key_valid, index), state.slot,
                                 reorder_rows(state.position, index))
 
 

@@ -29,17 +29,25 @@ class StaticKVCache:
         values.index_copy_(2, slots, v.to(values.dtype))
         return keys, values
 
-    def reorder(self, index: Tensor) -> StaticKVCache:
-        """Rows `index` (B',) of the batch: in place when B' == B (buffers keep their addresses), else new buffers."""
+    def reorder(self, index: Tensor, filled: int | None = None) -> StaticKVCache:
+        """Rows `index` (B',) of the batch: in place when B' == B (buffers keep their addresses), else new
+        buffers. `filled` (the slots written so far, when known without a device sync) limits the in-place
+        copy to them: beam search reorders every step, and the unwritten slots are zeros in every row."""
         out = StaticKVCache(len(self.keys), self.max_len)
-        out.keys = [None if k is None else reorder_rows(k, index) for k in self.keys]
-        out.values = [None if v is None else reorder_rows(v, index) for v in self.values]
+        out.keys = [None if k is None else reorder_rows(k, index, filled) for k in self.keys]
+        out.values = [None if v is None else reorder_rows(v, index, filled) for v in self.values]
         return out
 
 
-def reorder_rows(t: Tensor, index: Tensor) -> Tensor:
-    """t[index] along dim 0, copied back into `t` itself when the batch size is unchanged."""
-    picked = t.index_select(0, index.to(t.device))
+def reorder_rows(t: Tensor, index: Tensor, filled: int | None = None) -> Tensor:
+    """t[index] along dim 0, copied back into `t` itself when the batch size is unchanged (then only the
+    first `filled` entries of dim 2 when given: the cache's slots)."""
+    index = index.to(t.device)
+    if index.numel() == t.size(0) and filled is not None:
+        part = t[:, :, :filled]
+        part.copy_(part.index_select(0, index))
+        return t
+    picked = t.index_select(0, index)
     if picked.shape == t.shape:
         return t.copy_(picked)
     return picked
