@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from seqlab.config import ModelConfig
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import register
+from seqlab.modules.init import gpt2_init
 from seqlab.modules.kv_cache import StaticKVCache, reorder_rows
 from seqlab.modules.padding import source_batch
 
@@ -157,14 +158,7 @@ class Seq2SeqTransformer(nn.Module):
         self.lm_head = nn.Linear(n_embd, tgt_vocab_size, bias=False)
         if tie_embeddings:
             self.lm_head.weight = self.tgt_embed.weight
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
+        self.apply(gpt2_init)
 
     def _embed(self, table: nn.Embedding, ids: Tensor, start: int = 0) -> Tensor:
         T = ids.size(1)

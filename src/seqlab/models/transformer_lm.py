@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from seqlab.config import ModelConfig
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import register
+from seqlab.modules.init import gpt2_init
 from seqlab.modules.kv_cache import StaticKVCache, reorder_rows
 from seqlab.modules.rotary import RotaryEmbedding, apply_rotary
 
@@ -142,7 +143,7 @@ class TransformerLM(nn.Module):
             self.transformer["wpe"] = nn.Embedding(context_length, n_embd)
         self.rotary = RotaryEmbedding(n_embd // n_head) if positions == "rotary" else None
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
-        self.apply(self._init_weights)
+        self.apply(gpt2_init)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 n_layer)
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
@@ -152,13 +153,6 @@ class TransformerLM(nn.Module):
     @property
     def tie_embeddings(self) -> bool:
         return self.lm_head.weight is self.transformer.wte.weight
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     def _trunk(self, idx: Tensor, positions: Tensor, mask: Tensor | None = None,
                cache: StaticKVCache | None = None, slots: Tensor | None = None) -> Tensor:
