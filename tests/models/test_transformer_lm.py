@@ -141,15 +141,32 @@ def test_reorder_state_expands_and_permutes():
             torch.testing.assert_close(logits[row], ref[0], atol=1e-5, rtol=1e-5)
 
 
-def test_reorder_state_in_place_keeps_buffer_addresses():
+def test_reorder_in_place_keeps_buffer_addresses():
+    """Without `filled` (the CUDA path, where a captured graph holds the addresses) buffers stay put."""
     model = make()
     with torch.no_grad():
         _, state = model.prefill(torch.randint(0, V, (3, 4)), None, 2)
         before = state.cache.keys[0].clone()
         address = state.cache.keys[0].data_ptr()
+        cache = state.cache.reorder(torch.tensor([1, 1, 0]))
+    assert cache.keys[0].data_ptr() == address
+    assert torch.equal(cache.keys[0], before[[1, 1, 0]])
+
+
+def test_cpu_reorder_gathers_filled_slots_into_two_alternating_buffer_sets():
+    model = make()
+    with torch.no_grad():
+        _, state = model.prefill(torch.randint(0, V, (3, 4)), None, 2)
+        first = state.cache.keys[0].data_ptr()
+        expected = state.cache.values[1][[1, 1, 0]][:, :, :4]
         state = model.reorder_state(state, torch.tensor([1, 1, 0]))
-    assert state.cache.keys[0].data_ptr() == address
-    assert torch.equal(state.cache.keys[0], before[[1, 1, 0]])
+        second = state.cache.keys[0].data_ptr()
+        assert torch.equal(state.cache.values[1][:, :, :4], expected)
+        model.step(torch.tensor([1, 2, 3]), state)
+        expected = state.cache.keys[0][[2, 0, 1]][:, :, :5]
+        state = model.reorder_state(state, torch.tensor([2, 0, 1]))
+    assert second != first and state.cache.keys[0].data_ptr() == first
+    assert torch.equal(state.cache.keys[0][:, :, :5], expected)
 
 
 def test_too_long_inputs_are_refused():

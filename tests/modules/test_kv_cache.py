@@ -36,11 +36,16 @@ def test_reorder_in_place_or_into_new_buffers():
 def test_reorder_of_the_filled_slots_equals_the_full_reorder():
     import torch
 
-    from seqlab.modules.kv_cache import reorder_rows
+    from seqlab.modules.kv_cache import StaticKVCache
 
-    t = torch.zeros(3, 2, 6, 4)
-    t[:, :, :4] = torch.randn(3, 2, 4, 4)  # 4 slots written, 2 still zeros
+    cache = StaticKVCache(2, 6)
+    for layer in range(2):
+        kv = torch.randn(3, 2, 4, 4)
+        cache.write(layer, kv, -kv, torch.arange(4))  # 4 slots written, 2 still zeros
     index = torch.tensor([2, 0, 0])
-    expected = t.index_select(0, index)
-    out = reorder_rows(t.clone(), index, filled=4)
-    assert torch.equal(out, expected)
+    expected = [b.index_select(0, index) for b in cache.keys + cache.values]
+    out = cache.reorder(index, filled=4)
+    assert all(torch.equal(got, want) for got, want in zip(out.keys + out.values, expected, strict=True))
+    again = out.reorder(torch.tensor([1, 2, 0]), filled=4)  # back into the first set of buffers
+    assert again.keys[0].data_ptr() == cache.keys[0].data_ptr()
+    assert torch.equal(again.values[1], expected[3][[1, 2, 0]])

@@ -28,6 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from seqlab.config import ModelConfig
 from seqlab.errors import SeqlabError
 from seqlab.models import register
+from seqlab.modules.linear import Linear
 from seqlab.modules.recurrent import run_rnn
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -54,8 +55,8 @@ class RNNLanguageModel(nn.Module):
         self.rnn = CELLS[cell](n_embd, hidden_size, num_layers=n_layer, batch_first=True,
                                dropout=dropout if n_layer > 1 else 0.0)
         project = tie_embeddings and hidden_size != n_embd
-        self.proj = nn.Linear(hidden_size, n_embd, bias=False) if project else None
-        self.lm_head = nn.Linear(n_embd if tie_embeddings else hidden_size, vocab_size)
+        self.proj = Linear(hidden_size, n_embd, bias=False) if project else None
+        self.lm_head = Linear(n_embd if tie_embeddings else hidden_size, vocab_size)
         nn.init.normal_(self.embedding.weight, mean=0.0, std=0.1)
         nn.init.zeros_(self.lm_head.bias)
         if tie_embeddings:

@@ -34,6 +34,7 @@ from seqlab.config import ModelConfig
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import register
 from seqlab.modules.attention import ATTENTION_TYPES, GlobalAttention
+from seqlab.modules.linear import Linear
 from seqlab.modules.padding import source_batch
 from seqlab.modules.recurrent import run_rnn
 
@@ -88,15 +89,15 @@ class Seq2SeqRNN(nn.Module):
         extra_in = H if attention == "bahdanau" or self.input_feeding else 0
         self.decoder = rnn(n_embd + extra_in, H, n_layer, batch_first=True, dropout=dropout if n_layer > 1 else 0.0)
         self.attn = None if attention == "none" else GlobalAttention(attention, H, H)
-        self.W_c = None if attention == "none" else nn.Linear(2 * H, H, bias=False)
+        self.W_c = None if attention == "none" else Linear(2 * H, H, bias=False)
         self.drop = nn.Dropout(dropout)
         if tie_embeddings:
-            self.out_proj = nn.Linear(H, n_embd, bias=False) if H != n_embd else nn.Identity()
-            self.lm_head = nn.Linear(n_embd, tgt_vocab_size, bias=False)
+            self.out_proj = Linear(H, n_embd, bias=False) if H != n_embd else nn.Identity()
+            self.lm_head = Linear(n_embd, tgt_vocab_size, bias=False)
             self.lm_head.weight = self.tgt_embed.weight
         else:
             self.out_proj = nn.Identity()
-            self.lm_head = nn.Linear(H, tgt_vocab_size)
+            self.lm_head = Linear(H, tgt_vocab_size)
 
     # ------------------------------------------------------------------ encoder
 

@@ -27,6 +27,7 @@ from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import register
 from seqlab.modules.init import gpt2_init
 from seqlab.modules.kv_cache import StaticKVCache, reorder_rows
+from seqlab.modules.linear import Linear
 from seqlab.modules.padding import source_batch
 
 IGNORE_INDEX = -100
@@ -49,9 +50,9 @@ class Attention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool):
         super().__init__()
         self.n_head, self.dropout = n_head, dropout
-        self.q = nn.Linear(n_embd, n_embd, bias=bias)
-        self.kv = nn.Linear(n_embd, 2 * n_embd, bias=bias)
-        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.q = Linear(n_embd, n_embd, bias=bias)
+        self.kv = Linear(n_embd, 2 * n_embd, bias=bias)
+        self.proj = Linear(n_embd, n_embd, bias=bias)
 
     def heads(self, x: Tensor) -> Tensor:
         B, T, C = x.shape
@@ -82,8 +83,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, n_embd: int, activation: str, dropout: float, bias: bool):
         super().__init__()
-        self.up, self.act = nn.Linear(n_embd, 4 * n_embd, bias=bias), ACTIVATIONS[activation]
-        self.down, self.drop = nn.Linear(4 * n_embd, n_embd, bias=bias), nn.Dropout(dropout)
+        self.up, self.act = Linear(n_embd, 4 * n_embd, bias=bias), ACTIVATIONS[activation]
+        self.down, self.drop = Linear(4 * n_embd, n_embd, bias=bias), nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.down(self.act(self.up(x))))
@@ -155,7 +156,7 @@ class Seq2SeqTransformer(nn.Module):
         self.encoder = nn.ModuleList(EncoderLayer(n_embd, n_head, activation, dropout, bias) for _ in range(n_layer))
         self.decoder = nn.ModuleList(DecoderLayer(n_embd, n_head, activation, dropout, bias) for _ in range(n_layer))
         self.ln_enc, self.ln_dec = nn.LayerNorm(n_embd, bias=bias), nn.LayerNorm(n_embd, bias=bias)
-        self.lm_head = nn.Linear(n_embd, tgt_vocab_size, bias=False)
+        self.lm_head = Linear(n_embd, tgt_vocab_size, bias=False)
         if tie_embeddings:
             self.lm_head.weight = self.tgt_embed.weight
         self.apply(gpt2_init)

@@ -33,6 +33,7 @@ from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import register
 from seqlab.modules.init import gpt2_init
 from seqlab.modules.kv_cache import StaticKVCache, reorder_rows
+from seqlab.modules.linear import Linear
 from seqlab.modules.rotary import RotaryEmbedding, apply_rotary
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu")
@@ -54,8 +55,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, layer_idx: int):
         super().__init__()
         self.n_head, self.dropout, self.layer_idx = n_head, dropout, layer_idx
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
-        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.c_attn = Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
@@ -70,6 +71,8 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
             k, v = cache.write(self.layer_idx, k, v, slots)  # (B, nh, S, hs)
+            if mask is not None and mask.shape[-1] < k.shape[2]:  # only the filled slots (CPU decoding)
+                k, v = k[:, :, :mask.shape[-1]], v[:, :, :mask.shape[-1]]  # (B, nh, S', hs)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                            dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
@@ -79,9 +82,9 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, n_embd: int, dropout: float, bias: bool, activation: str):
         super().__init__()
-        self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        self.c_fc = Linear(n_embd, 4 * n_embd, bias=bias)
         self.act = activation_fn(activation)
-        self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+        self.c_proj = Linear(4 * n_embd, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -142,7 +145,7 @@ class TransformerLM(nn.Module):
         if positions == "learned":
             self.transformer["wpe"] = nn.Embedding(context_length, n_embd)
         self.rotary = RotaryEmbedding(n_embd // n_head) if positions == "rotary" else None
-        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.lm_head = Linear(n_embd, vocab_size, bias=False)
         self.apply(gpt2_init)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 n_layer)
             if name.endswith("c_proj.weight"):
@@ -210,7 +213,10 @@ class TransformerLM(nn.Module):
     def step(self, tokens: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState]:
         """Feed tokens (B,) at the state's next slot; returns logits (B, V). Updates `state` in place."""
         state.key_valid.index_fill_(1, state.slot, True)
-        mask = state.key_valid[:, None, None, :]  # (B, 1, 1, S)
+        valid = state.key_valid
+        if valid.device.type == "cpu":  # the slot is known without a sync: attend over the filled slots only
+            valid = valid[:, :int(state.slot) + 1]  # (B, S')
+        mask = valid[:, None, None, :]  # (B, 1, 1, S')
         x = self._trunk(tokens[:, None], state.position[:, None], mask, state.cache, state.slot)  # (B, 1, C)
         state.slot.add_(1)
         state.position.add_(1)

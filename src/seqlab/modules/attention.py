@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqlab.modules.linear import Linear
+
 AttentionType = Literal["bahdanau", "luong-dot", "luong-general"]
 ATTENTION_TYPES: tuple[str, ...] = ("none", "bahdanau", "luong-dot", "luong-general")
 
@@ -51,12 +53,12 @@ class GlobalAttention(nn.Module):
             raise ValueError(f"luong-dot needs query size == memory size, got {query_size} and {memory_size}")
         self.kind = kind
         if kind == "luong-general":
-            self.W_a = nn.Linear(memory_size, query_size, bias=False)
+            self.W_a = Linear(memory_size, query_size, bias=False)
         elif kind == "bahdanau":
             attn_size = attn_size or query_size
-            self.W_q = nn.Linear(query_size, attn_size, bias=False)
-            self.W_k = nn.Linear(memory_size, attn_size, bias=True)
-            self.v_a = nn.Linear(attn_size, 1, bias=False)
+            self.W_q = Linear(query_size, attn_size, bias=False)
+            self.W_k = Linear(memory_size, attn_size, bias=True)
+            self.v_a = Linear(attn_size, 1, bias=False)
 
     def keys(self, memory: Tensor) -> Tensor:
         """The query-independent part of the score: (B, S, Hk) -> (B, S, Hq | A); identity for luong-dot."""

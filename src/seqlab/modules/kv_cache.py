@@ -9,6 +9,7 @@ kept by the model, says which slots are real.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -17,6 +18,7 @@ class StaticKVCache:
         self.max_len = max_len
         self.keys: list[Tensor | None] = [None] * n_layer  # each (B, nh, S, hs)
         self.values: list[Tensor | None] = [None] * n_layer
+        self.spare: list[Tensor] | None = None  # 2 * n_layer buffers like keys / values (CPU beam search)
 
     def write(self, layer: int, k: Tensor, v: Tensor, slots: Tensor) -> tuple[Tensor, Tensor]:
         """Store k, v (B, nh, T, hs) at `slots` (T,) of layer `layer`; return the whole (B, nh, S, hs) buffers."""
@@ -30,23 +32,35 @@ class StaticKVCache:
         return keys, values
 
     def reorder(self, index: Tensor, filled: int | None = None) -> StaticKVCache:
-        """Rows `index` (B',) of the batch: in place when B' == B (buffers keep their addresses), else new
-        buffers. `filled` (the slots written so far, when known without a device sync) limits the in-place
-        copy to them: beam search reorders every step, and the unwritten slots are zeros in every row."""
+        """Rows `index` (B',) of the batch: in place when B' == B (buffers keep their addresses, which a
+        captured CUDA graph needs), else new buffers. With `filled` (the slots written so far, known
+        without a device sync on CPU) and B' == B, only those slots are gathered, into a second set of
+        buffers that is then swapped in: beam search reorders every step, and the unwritten slots are
+        zeros in every row."""
         out = StaticKVCache(len(self.keys), self.max_len)
-        out.keys = [None if k is None else reorder_rows(k, index, filled) for k in self.keys]
-        out.values = [None if v is None else reorder_rows(v, index, filled) for v in self.values]
+        index = index.to(self.device)
+        if filled is not None and self.keys[0] is not None and index.numel() == self.keys[0].size(0):
+            # gather the filled slots straight into spare buffers and swap them in: one pass over the
+            # cache and no temporary (gathering into a new tensor and copying it back costs 3x)
+            buffers = self.keys + self.values
+            spare = self.spare or [b.new_zeros(b.shape) for b in buffers]
+            for src, dst in zip(buffers, spare, strict=True):
+                torch.index_select(src[:, :, :filled], 0, index, out=dst[:, :, :filled])
+            n = len(self.keys)
+            out.keys, out.values, out.spare = spare[:n], spare[n:], buffers
+            return out
+        out.keys = [None if k is None else reorder_rows(k, index) for k in self.keys]
+        out.values = [None if v is None else reorder_rows(v, index) for v in self.values]
         return out
 
+    @property
+    def device(self) -> torch.device:
+        return self.keys[0].device if self.keys[0] is not None else torch.device("cpu")
 
-def reorder_rows(t: Tensor, index: Tensor, filled: int | None = None) -> Tensor:
-    """t[index] along dim 0, copied back into `t` itself when the batch size is unchanged (then only the
-    first `filled` entries of dim 2 when given: the cache's slots)."""
+
+def reorder_rows(t: Tensor, index: Tensor) -> Tensor:
+    """t[index] along dim 0, copied back into `t` itself when the batch size is unchanged."""
     index = index.to(t.device)
-    if index.numel() == t.size(0) and filled is not None:
-        part = t[:, :, :filled]
-        part.copy_(part.index_select(0, index))
-        return t
     picked = t.index_select(0, index)
     if picked.shape == t.shape:
         return t.copy_(picked)

@@ -1,0 +1,58 @@
+"""`Linear`: nn.Linear whose CPU inference runs on oneDNN with a prepacked fp32 weight.
+
+    y = x W^T + b        x (..., in), W (out, in), b (out,)  ->  y (..., out)
+
+Same parameters, state-dict keys and training behaviour as `torch.nn.Linear`. When the module is in
+eval mode, autograd is off, and x is an fp32 CPU tensor, the product runs through oneDNN's inner
+product on a copy of W reordered once into its blocked layout (`torch.ops.mkldnn`, what Inductor's
+CPU freezing uses). Why: decoding one token is a chain of matrix-vector products that only stream
+the weights, and on this project's AMD CPU MKL's sgemv (what `F.linear` calls) reads them at about
+10 GB/s, oneDNN's blocked kernel at about 24 GB/s (`bench/decode.py`). Results are fp32 with another
+summation order: they differ from `F.linear` by rounding (~1e-6 relative), not by precision.
+
+Weights under `MIN_PACKED` elements keep `F.linear`. The packed copy is rebuilt whenever the weight changes (its storage or its autograd version counter,
+so an optimizer step or `load_state_dict` invalidates it). `SEQLAB_PACKED_LINEAR=0` turns the path off
+(for comparisons); so does a torch built without oneDNN.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def packed_linear_available() -> bool:
+    return (os.environ.get("SEQLAB_PACKED_LINEAR", "1") != "0" and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+
+MIN_PACKED = 1 << 18  # weights below 1 MB (fp32) gain nothing: MKL is as fast on them
+
+
+class Linear(nn.Linear):
+    """nn.Linear with a oneDNN fast path for fp32 CPU inference (see the module docstring)."""
+
+    _packed: tuple[tuple[int, int], Tensor] | None = None  # ((data_ptr, version), reordered weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 \
+                or self.weight.dtype != torch.float32 or self.weight.numel() < MIN_PACKED or not _ENABLED:
+            return F.linear(x, self.weight, self.bias)
+        return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), self.bias, "none", [], "")
+
+    def _packed_weight(self) -> Tensor:
+        key = (self.weight.data_ptr(), self.weight._version)
+        if self._packed is None or self._packed[0] != key:
+            self._packed = (key, torch.ops.mkldnn._reorder_linear_weight(self.weight.detach()))
+        return self._packed[1]
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_packed", None)  # a cache (and oneDNN tensors cannot be pickled or deep-copied)
+        return state
+
+
+_ENABLED = packed_linear_available()
