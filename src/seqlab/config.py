@@ -146,6 +146,7 @@ class DecodeConfig:
     num_return_sequences: int = _help("sequences returned per input", 1)
     stop_strings: list[str] = _help("stop a sequence once its generated text contains one of these",
                                     default_factory=list)
+    suppress_unk: bool = _help("never generate the <unk> token", True)
 
     def __post_init__(self) -> None:
         _positive(self, "max_new_tokens", "num_beams", "num_return_sequences")

@@ -33,6 +33,7 @@ def transformer():
     (dict(early_stopping="sometimes"), "early_stopping"),
     (dict(repetition_penalty=0.0), "repetition_penalty"),
     (dict(bad_words_ids=[[]]), "bad_words_ids"),
+    (dict(suppress_tokens=[-1]), "suppress_tokens"),
     (dict(stop_strings=["x"]), "tokenizer"),
     (dict(beams=2), "unknown generation option"),
 ])
@@ -75,6 +76,24 @@ def test_bad_words_are_never_generated():
     model = ScriptLM([A, B, A, B], vocab_size=5)
     out = generate(model, torch.tensor([[C]]), max_new_tokens=4, bad_words_ids=[[A, B]])
     assert out.sequences.tolist()[0][1:3] == [A, PAD]  # after a, b is banned: the next best (id 0) wins
+
+
+def test_suppressed_tokens_are_never_generated():
+    model = ScriptLM([A, B, A, B], vocab_size=5)
+    out = generate(model, torch.tensor([[C]]), max_new_tokens=4, suppress_tokens=[B])
+    assert B not in out.sequences[0, 1:].tolist()
+
+
+def test_run_options_ban_unk_unless_the_config_says_not():
+    from types import SimpleNamespace
+
+    from seqlab.config import DecodeConfig
+    from seqlab.decode.options import run_token_options
+
+    tok = SimpleNamespace(eos_id=3, pad_id=0, unk_id=1)
+    assert run_token_options(tok) == {"eos_token_id": 3, "pad_token_id": 0, "suppress_tokens": [1]}
+    assert GenerationOptions.from_config(DecodeConfig(), tok).suppress_tokens == [1]
+    assert GenerationOptions.from_config(DecodeConfig(suppress_unk=False), tok).suppress_tokens is None
 
 
 def test_check_every_k_steps_is_trimmed_back():

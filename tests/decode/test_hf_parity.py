@@ -123,7 +123,7 @@ def test_seeded_sampling_is_reproducible(models, prompts):
 def test_processors_in_generate_match_hf(models, prompts, common_eos):
     hf, ours = models
     kw = dict(repetition_penalty=1.3, no_repeat_ngram_size=2, min_new_tokens=4, eos_token_id=common_eos,
-              bad_words_ids=[[3], [5, 6]])
+              bad_words_ids=[[3], [5, 6]], suppress_tokens=[7, 11])
     ref = hf_generate(hf, prompts, **kw)
     out = generate(ours, prompts, max_new_tokens=NEW, pad_token_id=PAD, **kw)
     assert torch.equal(out.sequences, ref.sequences)

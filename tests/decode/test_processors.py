@@ -16,6 +16,7 @@ from seqlab.decode.processors import (
     NoRepeatNGram,
     ProcessorList,
     RepetitionPenalty,
+    SuppressTokens,
     Temperature,
     TopK,
     TopP,
@@ -100,6 +101,14 @@ def test_forced_eos_by_hand():
     assert torch.equal(run_unmutated(proc, torch.tensor([[0, 0]]), scores), scores)
 
 
+def test_suppress_tokens_by_hand():
+    proc = SuppressTokens([3, 1, 3])
+    out = run_unmutated(proc, torch.tensor([[0], [2]]), torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]))
+    assert out.tolist() == [[1.0, -INF, 3.0, -INF], [0.0, -INF, 0.0, -INF]]
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        SuppressTokens([7])(IDS, torch.zeros(1, 4))
+
+
 def test_processor_list_chains_in_order():
     chain = ProcessorList([Temperature(2.0), TopK(1)])
     out = run_unmutated(chain, IDS, torch.tensor([[2.0, 4.0]]))
@@ -143,6 +152,7 @@ PAIRS = [
     (lambda: BadWords([[3], [1, 2], [2, 2, 5], [7, 0], [4]], [4]),
      lambda: hf.NoBadWordsLogitsProcessor([[3], [1, 2], [2, 2, 5], [7, 0], [4]], [4])),
     (lambda: ForcedEOS(13, [2]), lambda: hf.ForcedEOSTokenLogitsProcessor(13, [2])),
+    (lambda: SuppressTokens([0, 5, 8]), lambda: hf.SuppressTokensLogitsProcessor([0, 5, 8])),
 ]
 
 

@@ -55,6 +55,7 @@ def open_session(run: str, flags: dict[str, Any], history_turns: int | None, che
         raise SeqlabError(f"--history-turns must be >= 1, got {history_turns}")
     seed_everything(seed)
     model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
+    options = GenerationOptions.from_config(config.decode, tokenizer, **flags)
     return ChatSession(model, tokenizer, options, history_turns or config.data.history_turns, seed=seed)
 
 

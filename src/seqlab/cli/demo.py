@@ -39,7 +39,7 @@ STRATEGIES = {"greedy": {"do_sample": False, "num_beams": 1},
 
 # (preset, overrides): full demo, then --quick (seconds, for the test)
 CHATBOT = ("chatbot-gru-luong", {
-    "full": ["model.n_layer=1", "model.n_embd=128", "model.hidden_size=256", "model.dropout=0.1",
+    "full": ["data.min_freq=2", "model.n_layer=1", "model.n_embd=128", "model.hidden_size=256", "model.dropout=0.3",
              "train.batch_size=32", "train.max_steps=600", "train.eval_interval=150", "train.warmup_steps=30",
              "train.lr=3e-3", "train.log_interval=50", "train.samples=1"],
     "quick": ["model.n_layer=1", "model.n_embd=16", "model.hidden_size=16", "model.dropout=0.0",
@@ -243,7 +243,7 @@ def evaluate_and_sample(run: str, limit: int | None, device: str, seed: int,
         max_new = min(max_new, model.max_length - max(map(len, ids)))
     samples: dict[str, dict[str, str]] = {p: {} for p in prompts}
     for strategy, overrides in STRATEGIES.items():
-        opts = GenerationOptions.from_config(cfg.decode, **{**overrides, "max_new_tokens": max_new, "seed": seed})
+        opts = GenerationOptions.from_config(cfg.decode, tok, **{**overrides, "max_new_tokens": max_new, "seed": seed})
         options = {k: v for k, v in vars(opts).items() if v is not None}
         for p, text in zip(prompts, generate_texts(model, tok, ids, options), strict=True):
             samples[p][strategy] = text

@@ -85,7 +85,7 @@ def evaluate_run(model: Any, tokenizer: Any, config: Any, data: str | None, spli
     task = config.data.task
     if max_new_tokens is None:
         max_new_tokens = config.data.max_target_len if task == "pairs" else CONTINUATION_TOKENS
-    options = GenerationOptions.from_config(config.decode, max_new_tokens=max_new_tokens, min_new_tokens=0,
+    options = GenerationOptions.from_config(config.decode, tokenizer, max_new_tokens=max_new_tokens, min_new_tokens=0,
                                             **{k: v for k, v in flags.items() if v is not None})
     chosen = _split_data(tokenizer, config, data, split)
     max_length = getattr(model, "max_length", None)

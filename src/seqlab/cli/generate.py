@@ -62,8 +62,7 @@ def generate(
     from seqlab.models.loading import load_model_from_run
 
     model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
-    opts = GenerationOptions.from_config(config.decode, **flags, eos_token_id=tokenizer.eos_id,
-                                         pad_token_id=tokenizer.pad_id, seed=seed)
+    opts = GenerationOptions.from_config(config.decode, tokenizer, **flags, seed=seed)
     if stream:
         _stream(model, tokenizer, prompts, label, opts)
         return

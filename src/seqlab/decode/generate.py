@@ -31,6 +31,7 @@ from seqlab.decode.processors import (
     NoRepeatNGram,
     ProcessorList,
     RepetitionPenalty,
+    SuppressTokens,
     Temperature,
     TopK,
     TopP,
@@ -156,6 +157,8 @@ def build_processors(opts: GenerationOptions, prompt_length: int, max_new_tokens
     if opts.forced_eos_token_id is not None:
         forced = [opts.forced_eos_token_id] if isinstance(opts.forced_eos_token_id, int) else opts.forced_eos_token_id
         chain.append(ForcedEOS(prompt_length + max_new_tokens, forced))
+    if opts.suppress_tokens:
+        chain.append(SuppressTokens(opts.suppress_tokens))
     if opts.do_sample:
         # beam sampling keeps one token more than there are EOS ids, so a beam can always continue
         keep = max(2, len(eos) + 1) if opts.num_beams > 1 else 1

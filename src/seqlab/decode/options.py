@@ -35,6 +35,7 @@ class GenerationOptions:
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
     bad_words_ids: list[list[int]] | None = None
+    suppress_tokens: list[int] | None = None
     forced_eos_token_id: int | list[int] | None = None
     stop_strings: str | list[str] | None = None
     seed: int | None = None
@@ -65,6 +66,9 @@ class GenerationOptions:
         if self.bad_words_ids is not None and (not self.bad_words_ids or any(
                 not seq or any(not isinstance(t, int) or t < 0 for t in seq) for seq in self.bad_words_ids)):
             raise SeqlabError(f"bad_words_ids must be a non-empty list of non-empty token id lists, got {self.bad_words_ids}")
+        if self.suppress_tokens is not None and any(
+                isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in self.suppress_tokens):
+            raise SeqlabError(f"suppress_tokens must be token ids >= 0, got {self.suppress_tokens}")
         if self.stop_strings is not None and not all(self.stop_list):
             raise SeqlabError("stop strings must be non-empty")
 
@@ -84,12 +88,25 @@ class GenerationOptions:
         return self.eos_ids[0] if self.eos_ids else None
 
     @classmethod
-    def from_config(cls, decode_config: Any, **overrides: Any) -> GenerationOptions:
-        """Options from a `seqlab.config.DecodeConfig` (its fields share these names), then `overrides`."""
+    def from_config(cls, decode_config: Any, tokenizer: Any = None, **overrides: Any) -> GenerationOptions:
+        """Options from a `seqlab.config.DecodeConfig` (its fields share these names), then the run's
+        `tokenizer` ids (`run_token_options`, when given), then `overrides`."""
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in dataclasses.asdict(decode_config).items() if k in names}
+        if tokenizer is not None:
+            values.update(run_token_options(tokenizer, getattr(decode_config, "suppress_unk", True)))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def run_token_options(tokenizer: Any, suppress_unk: bool = True) -> dict[str, Any]:
+    """The options a run's tokenizer fixes: its EOS and padding ids and, unless told otherwise, a ban on
+    generating `<unk>` (a reply that says "<unk>" is never what a user wants; OpenNMT's `ban_unk_token`)."""
+    options: dict[str, Any] = {"eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
+    unk = getattr(tokenizer, "unk_id", None)
+    if suppress_unk and unk is not None and unk not in (tokenizer.eos_id, tokenizer.pad_id):
+        options["suppress_tokens"] = [unk]
+    return options
 
 
 def _integer(opts: GenerationOptions, name: str, minimum: int) -> None:

@@ -161,6 +161,21 @@ class MinNewTokens:
         return scores.index_fill(-1, self.eos, NEG_INF)
 
 
+class SuppressTokens:
+    """Never generate these tokens: their scores become -inf (HF's SuppressTokensLogitsProcessor)."""
+
+    def __init__(self, token_ids: Sequence[int]):
+        self.ids = sorted({int(t) for t in token_ids})
+        self._index: dict[torch.device, Tensor] = {}
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        if self.ids and self.ids[-1] >= scores.shape[-1]:
+            raise ValueError(f"suppress_tokens hold a token id outside the vocabulary (size {scores.shape[-1]})")
+        if scores.device not in self._index:
+            self._index[scores.device] = torch.tensor(self.ids, dtype=torch.long, device=scores.device)
+        return scores.index_fill(-1, self._index[scores.device], NEG_INF)
+
+
 class BadWords:
     """Never complete a banned token sequence: a single-token ban is always on; a longer one bans its
     last token when the sequence ends with the rest. Bans equal to a lone EOS are ignored (as in HF).
