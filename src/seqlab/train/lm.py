@@ -19,8 +19,8 @@ import torch
 
 from seqlab.checkpoint import save_weights
 from seqlab.config import Config
-from seqlab.data.prepare import check_min_length, prepare_data
-from seqlab.data.tokenizers import Tokenizer, load_tokenizer
+from seqlab.data.prepare import check_min_length
+from seqlab.data.tokenizers import Tokenizer
 from seqlab.decode.generate import generate
 from seqlab.device import seed_everything
 from seqlab.errors import SeqlabError
@@ -31,7 +31,6 @@ from seqlab.train.batches import WindowSampler
 from seqlab.train.distributed import (
     DistInfo,
     all_reduce_sum,
-    barrier,
     setup_distributed,
     teardown_distributed,
 )
@@ -41,7 +40,7 @@ from seqlab.train.metrics import MetricsWriter
 from seqlab.train.progress import TrainProgress
 from seqlab.train.state import save_checkpoint
 from seqlab.train.step import autocast, resolve_precision
-from seqlab.train.trainable import build_trainable, start_run
+from seqlab.train.trainable import build_trainable, prepare_run_data, start_run
 
 
 @dataclass
@@ -83,11 +82,7 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     seed_everything(cfg.seed)
-    if not info.is_main:
-        barrier(info)  # rank 0 prepares (and caches) the data first
-    data = prepare_data(cfg.data, cfg.seed, tokenizer=load_tokenizer(run.tokenizer) if resume else None)
-    if info.is_main:
-        barrier(info)
+    data = prepare_run_data(cfg, run, info, resume)
     check_min_length(data.splits["train"], cfg.model.context_length)
     check_min_length(data.splits["val"], cfg.model.context_length)
     tokenizer = data.tokenizer

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 
 from seqlab.checkpoint import save_weights
 from seqlab.config import Config
-from seqlab.data.prepare import prepare_data
-from seqlab.data.tokenizers import Tokenizer, load_tokenizer
+from seqlab.data.tokenizers import Tokenizer
 from seqlab.device import seed_everything
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import build_model
@@ -40,7 +39,7 @@ from seqlab.train.pair_batches import IGNORE_INDEX, Batch, Pair, PairBatcher, co
 from seqlab.train.progress import TrainProgress
 from seqlab.train.state import save_checkpoint
 from seqlab.train.step import autocast, resolve_precision
-from seqlab.train.trainable import build_trainable, start_run
+from seqlab.train.trainable import build_trainable, prepare_run_data, start_run
 
 
 @dataclass
@@ -83,7 +82,7 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
         raise ConfigError("train.scheduled_sampling applies to model.arch seq2seq_rnn only (a Transformer decoder "
                           "is trained in parallel); set it to 0")
     seed_everything(cfg.seed)
-    data = prepare_data(cfg.data, cfg.seed, tokenizer=load_tokenizer(run.tokenizer) if resume else None)
+    data = prepare_run_data(cfg, run, info, resume)
     tokenizer = data.tokenizer
     start_run(run, cfg, tokenizer, info, resume)
     raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,

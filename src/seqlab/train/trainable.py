@@ -1,5 +1,5 @@
-"""What every recipe sets up around its model: the run directory, optimizer, schedule, best tracker,
-resume, and the DDP / torch.compile wrappers."""
+"""What every recipe sets up around its model: the data (rank 0 first), the run directory, optimizer,
+schedule, best tracker, resume, and the DDP / torch.compile wrappers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from seqlab.config import Config
+from seqlab.data.prepare import PreparedData, prepare_data
+from seqlab.data.tokenizers import load_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.runs import RunDir
-from seqlab.train.distributed import DistInfo
+from seqlab.train.distributed import DistInfo, barrier
 from seqlab.train.early_stopping import BestTracker
 from seqlab.train.optim import build_optimizer, build_scheduler
 from seqlab.train.state import load_checkpoint
@@ -25,6 +27,17 @@ class Trainable:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     tracker: BestTracker
     start_step: int
+
+
+def prepare_run_data(cfg: Config, run: RunDir, info: DistInfo, resume: bool) -> PreparedData:
+    """The run's splits and tokenizer (a resumed run keeps its tokenizer). Under DDP rank 0 prepares and
+    caches them first and the other ranks then read that cache, so no two processes write it at once."""
+    if not info.is_main:
+        barrier(info)
+    data = prepare_data(cfg.data, cfg.seed, tokenizer=load_tokenizer(run.tokenizer) if resume else None)
+    if info.is_main:
+        barrier(info)
+    return data
 
 
 def start_run(run: RunDir, cfg: Config, tokenizer: Any, info: DistInfo, resume: bool) -> None:
