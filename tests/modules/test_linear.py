@@ -70,3 +70,17 @@ def test_the_switch_turns_the_path_off(monkeypatch):
     with torch.no_grad():
         assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
     assert layer._packed is None
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_new", "relu"])
+def test_fused_activation_matches_the_unfused_one(activation):
+    from seqlab.modules.linear import FUSABLE
+
+    layer = big_linear()
+    x = torch.randn(2, 3, 512)
+    act = FUSABLE[activation][2]
+    assert torch.equal(layer.forward_act(x, activation), act(F.linear(x, layer.weight, layer.bias)))  # training
+    layer.eval()
+    with torch.no_grad():
+        fused = layer.forward_act(x, activation)
+    torch.testing.assert_close(fused, act(F.linear(x, layer.weight, layer.bias)), atol=1e-5, rtol=1e-5)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -33,22 +32,11 @@ from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import register
 from seqlab.modules.init import gpt2_init
 from seqlab.modules.kv_cache import StaticKVCache, reorder_rows
-from seqlab.modules.linear import Linear
+from seqlab.modules.linear import FUSABLE, Linear
 from seqlab.modules.rotary import RotaryEmbedding, apply_rotary
 
-ACTIVATIONS = ("gelu", "gelu_new", "relu")
+ACTIVATIONS = tuple(FUSABLE)  # gelu: x Φ(x);  gelu_new: 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)));  relu
 POSITIONS = ("learned", "rotary")
-
-
-def activation_fn(name: str):
-    """gelu: x Φ(x);  gelu_new: 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)));  relu: max(x, 0)."""
-    if name == "gelu":
-        return F.gelu
-    if name == "gelu_new":
-        return partial(F.gelu, approximate="tanh")
-    if name == "relu":
-        return F.relu
-    raise SeqlabError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
 class CausalSelfAttention(nn.Module):
@@ -63,10 +51,7 @@ class CausalSelfAttention(nn.Module):
                 cache: StaticKVCache | None, slots: Tensor | None) -> Tensor:
         """x (B, T, C); mask None = plain causal, else bool (B, 1, T, S) over the S cache slots."""
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
@@ -83,12 +68,14 @@ class MLP(nn.Module):
     def __init__(self, n_embd: int, dropout: float, bias: bool, activation: str):
         super().__init__()
         self.c_fc = Linear(n_embd, 4 * n_embd, bias=bias)
-        self.act = activation_fn(activation)
+        if activation not in ACTIVATIONS:
+            raise SeqlabError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        self.activation = activation
         self.c_proj = Linear(4 * n_embd, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))  # (B, T, C)
+        return self.dropout(self.c_proj(self.c_fc.forward_act(x, self.activation)))  # (B, T, C)
 
 
 class Block(nn.Module):

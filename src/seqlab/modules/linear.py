@@ -18,6 +18,7 @@ so an optimizer step or `load_state_dict` invalidates it). `SEQLAB_PACKED_LINEAR
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,9 @@ def packed_linear_available() -> bool:
             and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
+# activation name -> (oneDNN post-op, its algorithm, the same function in torch)
+FUSABLE = {"gelu": ("gelu", "none", F.gelu), "gelu_new": ("gelu", "tanh", partial(F.gelu, approximate="tanh")),
+           "relu": ("relu", "", F.relu)}
 MIN_PACKED = 1 << 18  # weights below 1 MB (fp32) gain nothing: MKL is as fast on them
 
 
@@ -38,10 +42,21 @@ class Linear(nn.Linear):
     _packed: tuple[tuple[int, int], Tensor] | None = None  # ((data_ptr, version), reordered weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 \
-                or self.weight.dtype != torch.float32 or self.weight.numel() < MIN_PACKED or not _ENABLED:
+        if not self._use_packed(x):
             return F.linear(x, self.weight, self.bias)
         return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), self.bias, "none", [], "")
+
+    def forward_act(self, x: Tensor, activation: str) -> Tensor:
+        """act(x W^T + b), act one of FUSABLE; on the packed path oneDNN applies it inside the product."""
+        if not self._use_packed(x):
+            return FUSABLE[activation][2](F.linear(x, self.weight, self.bias))
+        attr, algorithm, _ = FUSABLE[activation]
+        return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), self.bias, attr, [], algorithm)
+
+    def _use_packed(self, x: Tensor) -> bool:
+        return (_ENABLED and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+                and x.dtype == torch.float32 and self.weight.dtype == torch.float32
+                and self.weight.numel() >= MIN_PACKED)
 
     def _packed_weight(self) -> Tensor:
         key = (self.weight.data_ptr(), self.weight._version)
