@@ -12,7 +12,8 @@ Training samples fresh sequences every step (never one of the held-out test sequ
 decodes greedily with `seqlab.decode.generate` and reports exact-match accuracy and BLEU
 (sacrebleu, tokenize=none) per length bucket, plus a PNG of exact match vs length per task.
 
-    python bench/attention.py                      # the full run (JSON on stdout, summary on stderr)
+    python bench/attention.py                      # the README's run (JSON on stdout, summary on stderr)
+    python bench/attention.py --tasks sort         # one task (two processes, one per task, use both cores)
     python bench/attention.py --steps 30 --params 20000 --test-per-length 2 --tasks reverse   # smoke
 """
 
@@ -137,14 +138,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--params", type=int, default=200_000, help="target parameter count per model")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--params", type=int, default=100_000, help="target parameter count per model")
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--symbols", type=int, default=20)
     p.add_argument("--min-len", type=int, default=5)
     p.add_argument("--max-len", type=int, default=40)
-    p.add_argument("--test-per-length", type=int, default=25)
+    p.add_argument("--test-per-length", type=int, default=20)
     p.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=1337)
