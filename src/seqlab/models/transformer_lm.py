@@ -51,7 +51,8 @@ class CausalSelfAttention(nn.Module):
                 cache: StaticKVCache | None, slots: Tensor | None) -> Tensor:
         """x (B, T, C); mask None = plain causal, else bool (B, 1, T, S) over the S cache slots."""
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head)  # (B, T, 3, nh, hs)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:

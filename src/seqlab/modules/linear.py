@@ -10,9 +10,10 @@ the weights, and on this project's AMD CPU MKL's sgemv (what `F.linear` calls) r
 10 GB/s, oneDNN's blocked kernel at about 24 GB/s (`bench/decode.py`). Results are fp32 with another
 summation order: they differ from `F.linear` by rounding (~1e-6 relative), not by precision.
 
-Weights under `MIN_PACKED` elements keep `F.linear`. The packed copy is rebuilt whenever the weight changes (its storage or its autograd version counter,
-so an optimizer step or `load_state_dict` invalidates it). `SEQLAB_PACKED_LINEAR=0` turns the path off
-(for comparisons); so does a torch built without oneDNN.
+Weights under `MIN_PACKED` elements keep `F.linear`. The packed copy is rebuilt whenever the weight
+changes (its storage or its autograd version counter, so an optimizer step or `load_state_dict`
+invalidates it). `SEQLAB_PACKED_LINEAR=0` turns the path off (for comparisons); so does a torch built
+without oneDNN. `forward_act` fuses the following activation into the product on the same path.
 """
 
 from __future__ import annotations
