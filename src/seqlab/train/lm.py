@@ -22,6 +22,7 @@ from seqlab.config import Config
 from seqlab.data.prepare import check_min_length
 from seqlab.data.tokenizers import Tokenizer
 from seqlab.decode.generate import generate
+from seqlab.decode.options import run_token_options
 from seqlab.device import seed_everything
 from seqlab.errors import SeqlabError
 from seqlab.eval.perplexity import lm_nll
@@ -167,7 +168,8 @@ def samples(s: LMSetup, step: int) -> list[str]:
         with autocast(s.device, s.precision):
             out = generate(s.raw_model.eval(), prompt, max_new_tokens=min(d.max_new_tokens, 200), do_sample=True,
                            temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
-                           num_return_sequences=s.cfg.train.samples, seed=s.cfg.seed + step)
+                           num_return_sequences=s.cfg.train.samples, seed=s.cfg.seed + step,
+                           suppress_tokens=run_token_options(s.tokenizer, d.suppress_unk).get("suppress_tokens"))
     finally:
         s.raw_model.train()
     return [s.tokenizer.decode(row) for row in out.sequences.tolist()]

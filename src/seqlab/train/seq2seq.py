@@ -192,6 +192,7 @@ def validate(model: torch.nn.Module, pairs: list[Pair], tokenizer: Tokenizer, ba
 def samples(s: Seq2SeqSetup) -> list[str]:
     """Greedy replies to the first `train.samples` val sources: 'source -> reply (reference)'."""
     from seqlab.decode import generate
+    from seqlab.decode.options import run_token_options
 
     n = min(s.cfg.train.samples, len(s.val_pairs))
     if n == 0:
@@ -203,7 +204,7 @@ def samples(s: Seq2SeqSetup) -> list[str]:
     try:
         with autocast(s.device, s.precision):
             out = generate(s.raw_model, src.to(s.device), attention_mask=src_mask.to(s.device), max_new_tokens=limit,
-                           do_sample=False, num_beams=1, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
+                           do_sample=False, num_beams=1, **run_token_options(tok, s.cfg.decode.suppress_unk))
     finally:
         s.raw_model.train()
     return [f"{tok.decode(source)} -> {tok.decode(row.tolist())} ({tok.decode(target)})"
