@@ -28,6 +28,7 @@ def test_yaml_file(tmp_path):
         ("train.lr=fast", ["train.lr", "expected float"]),
         ("train.batch_size=1.5", ["train.batch_size", "expected int"]),
         ("model.cell=transformer", ["model.cell", "choose one of", "lstm"]),
+        ("model.attention=luong-concat", ["model.attention", "choose one of", "bahdanau", "luong-general"]),
         ("train.batch_size=0", ["train.batch_size", "> 0"]),
         ("model.n_embd=-4", ["model.n_embd", "> 0"]),
         ("train.compile=maybe", ["train.compile", "expected bool"]),
@@ -61,5 +62,8 @@ def test_cli_config_errors(cli):
     from conftest import assert_one_line_error
 
     assert_one_line_error(cli("config", "--set", "train.nope=1"))
+    bad_attention = cli("config", "--set", "model.attention=luong-concat")
+    assert_one_line_error(bad_attention)
+    assert "model.attention" in bad_attention.stderr
     r = cli("config", "--keys", "--json")
     assert r.exit_code == 0 and '"train.lr"' in r.stdout
