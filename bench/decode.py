@@ -7,7 +7,8 @@
 Prompt of 16 random tokens, 200 new tokens forced (min_new_tokens = max_new_tokens, so EOS never ends a
 sequence early). Columns: greedy b1, sample b1 (top-k 50, top-p 0.9), beam 4, sample b64. Tokens/s =
 batch x new tokens / wall seconds (beam search: the best sequence's tokens), best of `--repeats` runs
-after one warm-up. Prints one JSON line per model and column, then a one-line summary; an LSTM
+after one warm-up. `--compile` adds seqlab with the Inductor-compiled step (CPU): its one-time compile
+seconds, whether its tokens equal the eager ones, and its tokens/s after compiling. Prints one JSON line per model and column, then a one-line summary; an LSTM
 (2 x 512) row is measured for seqlab only.
 """
 
@@ -23,6 +24,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from seqlab.decode import generate
+from seqlab.decode.compiled import can_compile
 from seqlab.interop import from_hf_gpt2
 from seqlab.models.rnn_lm import RNNLanguageModel
 
@@ -70,6 +72,15 @@ def bench_column(name: str, args: argparse.Namespace, device: torch.device, ours
         return out
 
     row["seqlab_tok_s"] = round(tokens / timed(run_ours, device, args.repeats), 1)
+    if args.compile and can_compile(ours, device):
+        def run_compiled() -> torch.Tensor:
+            return generate(ours, prompt, seed=0, compile_step=True, **kw).sequences
+
+        start = time.perf_counter()
+        first = run_compiled()  # compiles (once per model and batch size)
+        row["compile_s"] = round(time.perf_counter() - start, 1)
+        row["compiled_same_tokens"] = bool(torch.equal(first, run_ours()))
+        row["seqlab_compiled_tok_s"] = round(tokens / timed(run_compiled, device, args.repeats), 1)
     if hf is not None:
         mask = torch.ones_like(prompt)
 
@@ -81,6 +92,8 @@ def bench_column(name: str, args: argparse.Namespace, device: torch.device, ours
 
         row["hf_tok_s"] = round(tokens / timed(run_hf, device, args.repeats), 1)
         row["ratio"] = round(row["seqlab_tok_s"] / row["hf_tok_s"], 2)
+        if "seqlab_compiled_tok_s" in row:
+            row["compiled_ratio"] = round(row["seqlab_compiled_tok_s"] / row["hf_tok_s"], 2)
     return row
 
 
@@ -98,6 +111,8 @@ def main() -> None:
     p.add_argument("--columns", default=",".join(COLUMNS), help="comma-separated subset of " + ", ".join(COLUMNS))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", action="store_true",
+                   help="also time generate(compile_step=True): the Inductor-compiled step (CPU, Transformer)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args()
     if args.threads:
@@ -118,7 +133,9 @@ def main() -> None:
         rows.append(bench_column(name, args, device, rnn, None, args.vocab))
     for row in rows:
         print(json.dumps(row | machine))
-    summary = ", ".join(f"{r['column']} {r['seqlab_tok_s']:.0f} vs HF {r['hf_tok_s']:.0f} tok/s ({r['ratio']:.2f}x)"
+    summary = ", ".join(f"{r['column']} {r['seqlab_tok_s']:.0f} vs HF {r['hf_tok_s']:.0f} tok/s ({r['ratio']:.2f}x"
+                        + (f"; compiled {r['seqlab_compiled_tok_s']:.0f}, {r['compiled_ratio']:.2f}x)"
+                           if "compiled_ratio" in r else ")")
                         for r in rows if "ratio" in r)
     lstm = ", ".join(f"{r['column']} {r['seqlab_tok_s']:.0f}" for r in rows if "ratio" not in r)
     print(f"decode on {device}: {summary}; LSTM {args.rnn_layers}x{args.rnn_hidden}: {lstm} tok/s")

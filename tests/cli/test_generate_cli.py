@@ -75,6 +75,14 @@ def test_stream_prints_the_same_text(cli, run_dir):
     assert streamed.stdout == plain.stdout
 
 
+def test_compile_gives_the_same_text(cli, run_dir):
+    for extra in ((), ("--stream",)):
+        plain = cli("generate", run_dir[0], "--prompt", "-", *extra, stdin="abc\nhi\n")
+        r = cli("generate", run_dir[0], "--prompt", "-", "--compile", *extra, stdin="abc\nhi\n")
+        assert r.exit_code == 0, r.stderr
+        assert "note:" not in r.stderr and r.stdout == plain.stdout
+
+
 def test_sampling_is_seeded(cli, run_dir):
     args = ("generate", run_dir[0], "--prompt", "abc", "--do-sample", "--temperature", "5", "--top-k", "0",
             "--num-return-sequences", "3", "--json")

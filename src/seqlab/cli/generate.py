@@ -39,6 +39,8 @@ def generate(
     label: str = typer.Option(None, "--label", help="Condition on a label (runs trained with <label:L> tokens)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
     stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated."),
+    compile_step: bool = typer.Option(False, "--compile", help="Transformer LM on CPU: decode with the "
+                                      "Inductor-compiled step (~20 s to compile; pays off for long or batched runs)."),
     as_json: bool = JsonOpt,
     device: str = DeviceOpt,
     seed: int = SeedOpt,
@@ -63,11 +65,20 @@ def generate(
 
     model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
     opts = GenerationOptions.from_config(config.decode, tokenizer, **flags, seed=seed)
+    if compile_step:
+        from seqlab.decode.compiled import can_compile
+        from seqlab.decode.generate import _model_device
+
+        device_used = _model_device(model)
+        if not can_compile(model, device_used):
+            compile_step = False
+            typer.echo(f"note: --compile applies to fp32 Transformer LMs on CPU (here {type(model).__name__} on "
+                       f"{device_used.type}); decoding without it", err=True)
     if stream:
-        _stream(model, tokenizer, prompts, label, opts)
+        _stream(model, tokenizer, prompts, label, opts, compile_step)
         return
     started = time.perf_counter()
-    results = _generate(model, tokenizer, prompts, label, opts)
+    results = _generate(model, tokenizer, prompts, label, opts, compile_step)
     seconds = time.perf_counter() - started
     if as_json:
         tokens = sum(g["tokens"] for r in results for g in r["generations"])
@@ -82,12 +93,13 @@ def generate(
                 typer.echo("")
 
 
-def _generate(model: Any, tokenizer: Any, prompts: list[str], label: str | None, opts: Any) -> list[dict]:
+def _generate(model: Any, tokenizer: Any, prompts: list[str], label: str | None, opts: Any,
+              compile_step: bool = False) -> list[dict]:
     from seqlab.decode import build_prompt_ids, generate, left_pad
     from seqlab.decode.stopping import cut_at_stop
 
     input_ids, attention_mask = left_pad([build_prompt_ids(tokenizer, p, label) for p in prompts], tokenizer.pad_id)
-    out = generate(model, input_ids, attention_mask, tokenizer=tokenizer, **asdict(opts))
+    out = generate(model, input_ids, attention_mask, tokenizer=tokenizer, compile_step=compile_step, **asdict(opts))
     start = 1 if model.is_encoder_decoder else input_ids.shape[1]
     n = opts.num_return_sequences
     results = [{"prompt": p, "generations": []} for p in prompts]
@@ -103,7 +115,8 @@ def _generate(model: Any, tokenizer: Any, prompts: list[str], label: str | None,
     return results
 
 
-def _stream(model: Any, tokenizer: Any, prompts: list[str], label: str | None, opts: Any) -> None:
+def _stream(model: Any, tokenizer: Any, prompts: list[str], label: str | None, opts: Any,
+            compile_step: bool = False) -> None:
     from seqlab.decode import stream
 
     for k, p in enumerate(prompts):
@@ -111,7 +124,7 @@ def _stream(model: Any, tokenizer: Any, prompts: list[str], label: str | None, o
             sys.stdout.write("\n")
         if not model.is_encoder_decoder:
             sys.stdout.write(p)
-        for piece in stream(model, tokenizer, p, label=label, **asdict(opts)):
+        for piece in stream(model, tokenizer, p, label=label, compile_step=compile_step, **asdict(opts)):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from seqlab.decode.beam import beam_search
+from seqlab.decode.compiled import CompiledStep, cache_length, can_compile
 from seqlab.decode.graphs import CapturedStep, sync_interval, use_fast_path
 from seqlab.decode.options import GenerationOptions
 from seqlab.decode.processors import (
@@ -74,12 +75,13 @@ def parse_options(options: dict[str, Any]) -> GenerationOptions:
 
 
 def generate(model: Any, input_ids: Tensor, attention_mask: Tensor | None = None, *, tokenizer: Any = None,
-             sync_every: int | None = None, **options: Any) -> GenerateOutput:
+             sync_every: int | None = None, compile_step: bool = False, **options: Any) -> GenerateOutput:
     """Generate continuations of `input_ids` (B, T); see the module docstring. `tokenizer` is needed for
     `stop_strings`; `sync_every` overrides how often the host checks for the end (default: every step on
-    CPU, every 16 on CUDA)."""
+    CPU, every 16 on CUDA); `compile_step` decodes a TransformerLM on CPU with the Inductor-compiled
+    step (seqlab.decode.compiled: ~20 s to compile once per model and batch size, then faster steps)."""
     decoding = prepare(model, input_ids, attention_mask, parse_options(options), tokenizer=tokenizer,
-                       sync_every=sync_every)
+                       sync_every=sync_every, compile_step=compile_step)
     opts, d = decoding.opts, decoding
     if opts.num_beams > 1:
         result = beam_search(d.step, d.reorder, d.prefix, d.logits, d.state, num_beams=opts.num_beams,
@@ -108,7 +110,8 @@ def drain(steps: Generator[Tensor, None, Tensor]) -> Tensor:
 
 @torch.no_grad()
 def prepare(model: Any, input_ids: Tensor, attention_mask: Tensor | None, opts: GenerationOptions, *,
-            tokenizer: Any = None, sync_every: int | None = None, streaming: bool = False) -> Decoding:
+            tokenizer: Any = None, sync_every: int | None = None, streaming: bool = False,
+            compile_step: bool = False) -> Decoding:
     """Check the inputs, prefill the model, and expand each input into num_beams / num_return_sequences rows."""
     device = _model_device(model)
     input_ids, attention_mask = _check_inputs(input_ids, attention_mask, device)
@@ -116,7 +119,9 @@ def prepare(model: Any, input_ids: Tensor, attention_mask: Tensor | None, opts: 
         raise SeqlabError("stop_strings need the tokenizer: pass tokenizer=...")
     B, T = input_ids.shape
     max_new_tokens = _fit_context(model, T, opts.max_new_tokens)
-    logits, state = model.prefill(input_ids, attention_mask, max_new_tokens)
+    compiled = compile_step and can_compile(model, device) and not use_fast_path(model, device)
+    cache_tokens = cache_length(model) - T if compiled else max_new_tokens  # compiled: one cache shape for all
+    logits, state = model.prefill(input_ids, attention_mask, cache_tokens)
     if model.is_encoder_decoder:
         prefix = torch.full((B, 1), int(model.bos_id), dtype=torch.long, device=device)
     else:
@@ -130,7 +135,7 @@ def prepare(model: Any, input_ids: Tensor, attention_mask: Tensor | None, opts: 
         state = model.reorder_state(state, index)
         logits, prefix = logits.index_select(0, index), prefix.index_select(0, index)
         ignore_prefix = None if ignore_prefix is None else ignore_prefix.index_select(0, index)
-    step = CapturedStep(model) if use_fast_path(model, device) else model.step
+    step = CapturedStep(model) if use_fast_path(model, device) else CompiledStep(model) if compiled else model.step
     generator = None
     if opts.seed is not None:
         generator = torch.Generator(device=device).manual_seed(opts.seed)

@@ -55,9 +55,9 @@ class IncrementalDetokenizer:
         return text[len(done):]
 
 
-def stream(model: Any, tokenizer: Any, prompt: str, *, label: str | None = None,
+def stream(model: Any, tokenizer: Any, prompt: str, *, label: str | None = None, compile_step: bool = False,
            **options: Any) -> Iterator[str]:
-    """Yield the generated text of `prompt` piece by piece (generation options as in `generate`).
+    """Yield the generated text of `prompt` piece by piece (generation options and `compile_step` as in `generate`).
 
     The text stops right after a stop string; it never includes the prompt.
     """
@@ -67,13 +67,13 @@ def stream(model: Any, tokenizer: Any, prompt: str, *, label: str | None = None,
     ids = build_prompt_ids(tokenizer, prompt, label)
     input_ids = torch.tensor([ids], dtype=torch.long)
     if opts.num_beams > 1:
-        out = generate(model, input_ids, tokenizer=tokenizer, **options)
+        out = generate(model, input_ids, tokenizer=tokenizer, compile_step=compile_step, **options)
         start = 1 if model.is_encoder_decoder else len(ids)
         text, _ = cut_at_stop(tokenizer.decode(out.sequences[0, start:].tolist()), opts.stop_list)
         if text:
             yield text
         return
-    decoding = prepare(model, input_ids, None, opts, tokenizer=tokenizer, streaming=True)
+    decoding = prepare(model, input_ids, None, opts, tokenizer=tokenizer, streaming=True, compile_step=compile_step)
     detok = IncrementalDetokenizer(tokenizer, [] if model.is_encoder_decoder else ids[-1:])
     emitted = ""
     for tokens in token_steps(decoding):

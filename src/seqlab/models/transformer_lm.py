@@ -202,7 +202,7 @@ class TransformerLM(nn.Module):
         """Feed tokens (B,) at the state's next slot; returns logits (B, V). Updates `state` in place."""
         state.key_valid.index_fill_(1, state.slot, True)
         valid = state.key_valid
-        if valid.device.type == "cpu":  # the slot is known without a sync: attend over the filled slots only
+        if valid.device.type == "cpu" and not torch.compiler.is_compiling():  # attend over the filled slots only
             valid = valid[:, :int(state.slot) + 1]  # (B, S')
         mask = valid[:, None, None, :]  # (B, 1, 1, S')
         x = self._trunk(tokens[:, None], state.position[:, None], mask, state.cache, state.slot)  # (B, 1, C)

@@ -20,6 +20,13 @@ class StaticKVCache:
         self.values: list[Tensor | None] = [None] * n_layer
         self.spare: list[Tensor] | None = None  # 2 * n_layer buffers like keys / values (CPU beam search)
 
+    @classmethod
+    def from_buffers(cls, keys: list[Tensor], values: list[Tensor]) -> StaticKVCache:
+        """A cache over existing per-layer buffers (B, nh, S, hs), e.g. the inputs of a compiled step."""
+        cache = cls(len(keys), keys[0].shape[2])
+        cache.keys, cache.values = list(keys), list(values)
+        return cache
+
     def write(self, layer: int, k: Tensor, v: Tensor, slots: Tensor) -> tuple[Tensor, Tensor]:
         """Store k, v (B, nh, T, hs) at `slots` (T,) of layer `layer`; return the whole (B, nh, S, hs) buffers."""
         if self.keys[layer] is None:

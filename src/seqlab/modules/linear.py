@@ -14,6 +14,8 @@ Weights under `MIN_PACKED` elements keep `F.linear`. The packed copy is rebuilt 
 changes (its storage or its autograd version counter, so an optimizer step or `load_state_dict`
 invalidates it). `SEQLAB_PACKED_LINEAR=0` turns the path off (for comparisons); so does a torch built
 without oneDNN. `forward_act` fuses the following activation into the product on the same path.
+Under `torch.compile` the reorder is traced as an op on the weight instead of cached; with Inductor's
+freezing (`seqlab.decode.compiled`) it is folded into a constant at compile time.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class Linear(nn.Linear):
                 and self.weight.numel() >= MIN_PACKED)
 
     def _packed_weight(self) -> Tensor:
+        if torch.compiler.is_compiling():  # traced as an op on the weight: frozen, Inductor folds it to a constant
+            return torch.ops.mkldnn._reorder_linear_weight(self.weight)
         key = (self.weight.data_ptr(), self.weight._version)
         if self._packed is None or self._packed[0] != key:
             self._packed = (key, torch.ops.mkldnn._reorder_linear_weight(self.weight.detach()))
@@ -72,3 +76,15 @@ class Linear(nn.Linear):
 
 
 _ENABLED = packed_linear_available()
+
+
+def _reorder_linear_weight_shape(weight: Tensor, batch_size: int | None = None) -> Tensor:
+    return weight.new_empty(weight.shape)  # the reordered copy keeps the logical (out, in) shape
+
+
+if _ENABLED:  # torch.compile traces the reorder (torch ships no shape function for it), then folds it
+    try:
+        torch.library.register_fake("mkldnn::_reorder_linear_weight", _reorder_linear_weight_shape)
+    except RuntimeError:  # a torch that has one already
+        pass
+

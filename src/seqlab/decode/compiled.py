@@ -1,0 +1,117 @@
+"""The CPU fast path: the decode step compiled by Inductor, weights frozen and prepacked.
+
+On a CPU a small Transformer's decode step is ~40 matrix-vector products plus ~150 small ops, each
+dispatched from Python. `torch.compile` with Inductor's *freezing* turns the step into one C++
+function: the weights become constants (each Linear's oneDNN-blocked copy is folded in at compile
+time, see `seqlab.modules.linear`), elementwise ops are fused into loops, and `cpp_wrapper` calls the
+kernels without Python in between. On this project's 2-core CPU that is ~1.7x the eager step
+(`bench/decode.py`, rows `compiled`).
+
+    step = CompiledStep(model)          # compiles on the first call (~20 s), then reuses it
+    logits, state = step(tokens, state) # the same contract as model.step
+
+What it costs and assumes:
+- compiling takes ~20 s per model and batch size (rows); the cache is sized to the model's whole
+  context (`cache_length`), so prompt lengths and `max_new_tokens` never trigger a recompile. It pays
+  off for long or repeated decoding (a chat session, batched prompts, a benchmark), not one short reply.
+- frozen weights are constants: the compiled step is kept per model and rebuilt when any parameter
+  changes (its storage or autograd version counter, like the packed Linear's cache).
+- the step reads the state as explicit tensors (tokens, key_valid, slot, position, the KV buffers),
+  the form Inductor freezes; the state is updated in place exactly as the eager step does. The result
+  differs from eager decoding by float rounding only (~1e-6 on the logits; the tests check tokens).
+- it needs a C++ compiler (Inductor's CPU backend); without one, or on any compile error, it warns
+  once and decodes eagerly, which changes nothing but the speed.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from typing import Any
+
+import torch
+import torch._inductor.config as inductor_config
+from torch import Tensor, nn
+
+INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
+
+
+def can_compile(model: Any, device: torch.device) -> bool:
+    """CPU, fp32, seqlab's TransformerLM: the model whose step this path knows how to hand to Inductor."""
+    from seqlab.models.transformer_lm import TransformerLM
+
+    return (device.type == "cpu" and isinstance(model, TransformerLM)
+            and all(p.dtype == torch.float32 for p in model.parameters()))
+
+
+def cache_length(model: Any) -> int:
+    """KV-cache slots for a compiled decoding: the whole context, so one compiled graph serves every prompt."""
+    return int(model.max_length)
+
+
+class _StepGraph(nn.Module):
+    """`model.step` over explicit state tensors; Inductor freezes the module's weights, not its inputs."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, key_valid: Tensor, slot: Tensor, position: Tensor,
+                keys: list[Tensor], values: list[Tensor]) -> Tensor:
+        from seqlab.models.transformer_lm import TransformerState
+        from seqlab.modules.kv_cache import StaticKVCache
+
+        cache = StaticKVCache.from_buffers(keys, values)
+        logits, _ = self.model.step(tokens, TransformerState(cache, key_valid, slot, position))
+        return logits  # (N, V)
+
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (parameter key, compiled step)
+_WARNED = False
+
+
+def _parameter_key(model: nn.Module) -> tuple:
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+def compiled_step_for(model: nn.Module) -> Any:
+    """The model's compiled step graph, built (lazily: compiling happens at its first call) when missing or stale."""
+    key = _parameter_key(model)
+    entry = _COMPILED.get(model)
+    if entry is None or entry[0] != key:
+        entry = (key, torch.compile(_StepGraph(model), dynamic=False))
+        _COMPILED[model] = entry
+    return entry[1]
+
+
+class CompiledStep:
+    """`model.step` through the model's compiled step graph; falls back to eager if compiling fails."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.graph = compiled_step_for(model)
+        self.eager = False
+        self.calls = 0
+
+    def __call__(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        self.calls += 1
+        if self.eager:
+            return self.model.step(tokens, state)
+        try:
+            with inductor_config.patch(INDUCTOR_OPTIONS):  # compile(options=...) does not reach freezing
+                logits = self.graph(tokens, state.key_valid, state.slot, state.position,
+                                    state.cache.keys, state.cache.values)
+        except Exception as e:  # noqa: BLE001 - any compiler failure: compiling runs nothing, the state is intact
+            if self.calls > 1:
+                raise
+            _warn_once(f"compiling the decode step failed, decoding without it: {str(e).splitlines()[0]}")
+            self.eager = True
+            return self.model.step(tokens, state)
+        return logits, state
+
+
+def _warn_once(message: str) -> None:
+    global _WARNED
+    if not _WARNED:
+        warnings.warn(message, stacklevel=3)
+        _WARNED = True

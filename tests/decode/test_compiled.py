@@ -1,0 +1,69 @@
+"""The CPU compiled step (seqlab.decode.compiled): the same tokens as eager decoding, rebuilt on new weights, eager fallback."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from seqlab.decode import compiled, generate
+from seqlab.decode.compiled import can_compile, compiled_step_for
+from seqlab.models.rnn_lm import RNNLanguageModel
+from seqlab.models.transformer_lm import TransformerLM
+
+
+@pytest.fixture(scope="module")
+def model():
+    """n_embd 256: the MLP weights (256 x 1024) are large enough for the packed oneDNN Linear that Inductor folds."""
+    torch.manual_seed(0)
+    m = TransformerLM(50, n_layer=1, n_head=4, n_embd=256, context_length=48, dropout=0.0).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(4.0)  # a wide logit spread: rounding-level differences cannot flip an argmax
+    return m
+
+
+def test_compiled_tokens_equal_eager(model):
+    torch.manual_seed(1)
+    ids = torch.randint(1, 50, (2, 6))
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0  # a left-padded prompt
+    for options in (dict(), dict(do_sample=True, top_k=20, top_p=0.9, seed=3), dict(num_beams=3)):
+        eager = generate(model, ids, mask, max_new_tokens=20, **options)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="compiling the decode step failed")  # no silent fallback
+            fast = generate(model, ids, mask, max_new_tokens=20, compile_step=True, **options)
+        assert torch.equal(fast.sequences, eager.sequences), options
+        if eager.sequences_scores is not None:
+            torch.testing.assert_close(fast.sequences_scores, eager.sequences_scores, atol=1e-4, rtol=0)
+
+
+def test_compiled_step_is_kept_per_model_and_rebuilt_when_weights_change(model):
+    first = compiled_step_for(model)
+    assert compiled_step_for(model) is first
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.0)  # an in-place update bumps the version counter: frozen constants are stale
+    assert compiled_step_for(model) is not first
+
+
+def test_only_fp32_transformers_on_cpu_compile(model):
+    assert can_compile(model, torch.device("cpu"))
+    assert not can_compile(model, torch.device("cuda"))
+    rnn = RNNLanguageModel(50, cell="gru", n_layer=1, n_embd=8, hidden_size=8).eval()
+    assert not can_compile(rnn, torch.device("cpu"))
+    ids = torch.randint(1, 50, (1, 4))
+    assert torch.equal(generate(rnn, ids, max_new_tokens=5, compile_step=True).sequences,
+                       generate(rnn, ids, max_new_tokens=5).sequences)  # ignored where it does not apply
+
+
+def test_a_failed_compile_warns_and_decodes_eagerly(model, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler\nmore detail")
+
+    monkeypatch.setattr(compiled, "compiled_step_for", lambda m: broken)
+    monkeypatch.setattr(compiled, "_WARNED", False)
+    ids = torch.randint(1, 50, (1, 5))
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
+        out = generate(model, ids, max_new_tokens=8, compile_step=True)
+    assert torch.equal(out.sequences, generate(model, ids, max_new_tokens=8).sequences)
