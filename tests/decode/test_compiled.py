@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -39,12 +40,34 @@ def test_compiled_tokens_equal_eager(model):
             torch.testing.assert_close(fast.sequences_scores, eager.sequences_scores, atol=1e-4, rtol=0)
 
 
-def test_compiled_step_is_kept_per_model_and_rebuilt_when_weights_change(model):
-    first = compiled_step_for(model)
-    assert compiled_step_for(model) is first
+def _peaky(seed: int) -> TransformerLM:
+    torch.manual_seed(seed)
+    m = TransformerLM(50, n_layer=1, n_head=4, n_embd=256, context_length=48, dropout=0.0).eval()
     with torch.no_grad():
-        model.lm_head.weight.mul_(1.0)  # an in-place update bumps the version counter: frozen constants are stale
-    assert compiled_step_for(model) is not first
+        for p in m.parameters():
+            p.mul_(4.0)
+    return m
+
+
+def test_each_model_and_each_weight_update_gets_its_own_frozen_graph():
+    a, b = _peaky(10), _peaky(11)  # same shapes, other weights: the frozen constants must not be shared
+    ids = torch.randint(1, 50, (1, 6), generator=torch.Generator().manual_seed(2))
+
+    def both(m):
+        return (generate(m, ids, max_new_tokens=16).sequences,
+                generate(m, ids, max_new_tokens=16, compile_step=True).sequences)
+
+    for m in (a, b):
+        eager, fast = both(m)
+        assert torch.equal(fast, eager)
+    graph = compiled_step_for(a)
+    assert compiled_step_for(a) is graph  # kept on the model while its weights stay
+    before = generate(a, ids, max_new_tokens=16).sequences
+    with torch.no_grad():
+        a.lm_head.weight.mul_(-1.0)  # an in-place update: same tensors, a new version counter
+    eager, fast = both(a)
+    assert not torch.equal(eager, before) and torch.equal(fast, eager)
+    assert copy.deepcopy(a).__dict__["_compiled_step"] is None  # a copy compiles its own
 
 
 def test_only_fp32_transformers_on_cpu_compile(model):

@@ -14,8 +14,9 @@ What it costs and assumes:
 - compiling takes ~20 s per model and batch size (rows); the cache is sized to the model's whole
   context (`cache_length`), so prompt lengths and `max_new_tokens` never trigger a recompile. It pays
   off for long or repeated decoding (a chat session, batched prompts, a benchmark), not one short reply.
-- frozen weights are constants: the compiled step is kept per model and rebuilt when any parameter
-  changes (its storage or autograd version counter, like the packed Linear's cache).
+- frozen weights are constants: the compiled step is kept on the model and rebuilt when any
+  parameter changes (its storage or autograd version counter, like the packed Linear's cache), after
+  dropping Dynamo's cached code for the step, whose guards do not look at weight values.
 - the step reads the state as explicit tensors (tokens, key_valid, slot, position, the KV buffers),
   the form Inductor freezes; the state is updated in place exactly as the eager step does. The result
   differs from eager decoding by float rounding only (~1e-6 on the logits; the tests check tokens).
@@ -26,7 +27,6 @@ What it costs and assumes:
 from __future__ import annotations
 
 import warnings
-import weakref
 from typing import Any
 
 import torch
@@ -66,8 +66,23 @@ class _StepGraph(nn.Module):
         return logits  # (N, V)
 
 
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (parameter key, compiled step)
 _WARNED = False
+
+
+class _Entry:
+    """A model's compiled step, kept on the model (`model._compiled_step`) with the parameter key it froze.
+
+    A copy of the model (deepcopy, pickle) gets None: the copy's weights are other tensors.
+    """
+
+    def __init__(self, key: tuple, graph: Any):
+        self.key, self.graph = key, graph
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None
+
+    def __reduce__(self) -> tuple:
+        return (type(None), ())
 
 
 def _parameter_key(model: nn.Module) -> tuple:
@@ -77,11 +92,13 @@ def _parameter_key(model: nn.Module) -> tuple:
 def compiled_step_for(model: nn.Module) -> Any:
     """The model's compiled step graph, built (lazily: compiling happens at its first call) when missing or stale."""
     key = _parameter_key(model)
-    entry = _COMPILED.get(model)
-    if entry is None or entry[0] != key:
-        entry = (key, torch.compile(_StepGraph(model), dynamic=False))
-        _COMPILED[model] = entry
-    return entry[1]
+    entry = model.__dict__.get("_compiled_step")
+    if entry is None or entry.key != key:
+        if entry is not None:  # new weights, same tensors: Dynamo's guards would reuse the graph with the old constants
+            torch._dynamo.reset_code(_StepGraph.forward.__code__)
+        entry = _Entry(key, torch.compile(_StepGraph(model), dynamic=False))
+        model.__dict__["_compiled_step"] = entry
+    return entry.graph
 
 
 class CompiledStep:
