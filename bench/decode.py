@@ -8,8 +8,8 @@ Prompt of 16 random tokens, 200 new tokens forced (min_new_tokens = max_new_toke
 sequence early). Columns: greedy b1, sample b1 (top-k 50, top-p 0.9), beam 4, sample b64. Tokens/s =
 batch x new tokens / wall seconds (beam search: the best sequence's tokens), best of `--repeats` runs
 after one warm-up. `--compile` adds seqlab with the Inductor-compiled step (CPU): its one-time compile
-seconds, whether its tokens equal the eager ones, and its tokens/s after compiling. Prints one JSON line per model and column, then a one-line summary; an LSTM
-(2 x 512) row is measured for seqlab only.
+seconds, whether its tokens equal the eager ones, and its tokens/s after compiling. Prints one JSON
+line per model and column, then a one-line summary; an LSTM (2 x 512) row is measured for seqlab only.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def bench_column(name: str, args: argparse.Namespace, device: torch.device, ours
         return out
 
     row["seqlab_tok_s"] = round(tokens / timed(run_ours, device, args.repeats), 1)
-    if args.compile and can_compile(ours, device):
+    if args.compile and can_compile(ours):
         def run_compiled() -> torch.Tensor:
             return generate(ours, prompt, seed=0, compile_step=True, **kw).sequences
 

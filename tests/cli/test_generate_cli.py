@@ -83,6 +83,17 @@ def test_compile_gives_the_same_text(cli, run_dir):
         assert "note:" not in r.stderr and r.stdout == plain.stdout
 
 
+def test_compile_on_a_model_it_does_not_apply_to_notes_it_and_decodes(cli, tmp_path):
+    from tiny_runs import LM, config_for, make_run, write_text_corpus
+
+    rnn = dict(LM, arch="rnn_lm", cell="lstm", hidden_size=32)
+    run = make_run(tmp_path / "rnn", config_for(write_text_corpus(tmp_path / "t.txt"), rnn, "lm"))
+    plain = cli("generate", run, "--prompt", "the king")
+    r = cli("generate", run, "--prompt", "the king", "--compile")
+    assert r.exit_code == 0 and r.stdout == plain.stdout
+    assert "note: --compile applies to fp32 Transformer LMs on CPU, not this RNNLanguageModel" in r.stderr
+
+
 def test_sampling_is_seeded(cli, run_dir):
     args = ("generate", run_dir[0], "--prompt", "abc", "--do-sample", "--temperature", "5", "--top-k", "0",
             "--num-return-sequences", "3", "--json")

@@ -40,7 +40,7 @@ def generate(
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
     stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated."),
     compile_step: bool = typer.Option(False, "--compile", help="Transformer LM on CPU: decode with the "
-                                      "Inductor-compiled step (~20 s to compile; pays off for long or batched runs)."),
+                                      "Inductor-compiled step (10-20 s to compile; pays off for long or batched runs)."),
     as_json: bool = JsonOpt,
     device: str = DeviceOpt,
     seed: int = SeedOpt,
@@ -67,13 +67,11 @@ def generate(
     opts = GenerationOptions.from_config(config.decode, tokenizer, **flags, seed=seed)
     if compile_step:
         from seqlab.decode.compiled import can_compile
-        from seqlab.decode.generate import _model_device
 
-        device_used = _model_device(model)
-        if not can_compile(model, device_used):
+        if not can_compile(model):
             compile_step = False
-            typer.echo(f"note: --compile applies to fp32 Transformer LMs on CPU (here {type(model).__name__} on "
-                       f"{device_used.type}); decoding without it", err=True)
+            typer.echo(f"note: --compile applies to fp32 Transformer LMs on CPU, not this {type(model).__name__} "
+                       f"on {next(model.parameters()).device.type}; decoding without it", err=True)
     if stream:
         _stream(model, tokenizer, prompts, label, opts, compile_step)
         return

@@ -79,7 +79,7 @@ def generate(model: Any, input_ids: Tensor, attention_mask: Tensor | None = None
     """Generate continuations of `input_ids` (B, T); see the module docstring. `tokenizer` is needed for
     `stop_strings`; `sync_every` overrides how often the host checks for the end (default: every step on
     CPU, every 16 on CUDA); `compile_step` decodes a TransformerLM on CPU with the Inductor-compiled
-    step (seqlab.decode.compiled: ~20 s to compile once per model and batch size, then faster steps)."""
+    step (seqlab.decode.compiled: 10-20 s to compile once per model and batch size, then faster steps)."""
     decoding = prepare(model, input_ids, attention_mask, parse_options(options), tokenizer=tokenizer,
                        sync_every=sync_every, compile_step=compile_step)
     opts, d = decoding.opts, decoding
@@ -119,7 +119,7 @@ def prepare(model: Any, input_ids: Tensor, attention_mask: Tensor | None, opts: 
         raise SeqlabError("stop_strings need the tokenizer: pass tokenizer=...")
     B, T = input_ids.shape
     max_new_tokens = _fit_context(model, T, opts.max_new_tokens)
-    compiled = compile_step and can_compile(model, device) and not use_fast_path(model, device)
+    compiled = compile_step and can_compile(model)
     cache_tokens = cache_length(model) - T if compiled else max_new_tokens  # compiled: one cache shape for all
     logits, state = model.prefill(input_ids, attention_mask, cache_tokens)
     if model.is_encoder_decoder:
