@@ -6,8 +6,9 @@
 
 Prompt of 16 random tokens, 200 new tokens forced (min_new_tokens = max_new_tokens, so EOS never ends a
 sequence early). Columns: greedy b1, sample b1 (top-k 50, top-p 0.9), beam 4, sample b64. Tokens/s =
-batch x new tokens / wall seconds (beam search: the best sequence's tokens), best of `--repeats` runs
-after one warm-up. `--compile` adds seqlab with the Inductor-compiled step (CPU): its one-time compile
+batch x new tokens / wall seconds (beam search: the best sequence's tokens), best of `--repeats` rounds
+after one warm-up; each round runs every engine once in turn, and `*_round_median` is the median of the
+rounds' own HF/seqlab time ratios (robust to a host whose load drifts). `--compile` adds seqlab with the Inductor-compiled step (CPU): its one-time compile
 seconds, whether its tokens equal the eager ones, and its tokens/s after compiling. Prints one JSON
 line per model and column, then a one-line summary; an LSTM (2 x 512) row is measured for seqlab only.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -37,19 +39,26 @@ COLUMNS = {
 EOS = 0  # forced away by min_new_tokens; set so that HF's min_new_tokens processor is active too
 
 
-def timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
-    """Best wall time of `repeats` calls after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+def timed(fns: dict[str, Callable[[], torch.Tensor]], device: torch.device, repeats: int) -> dict[str, list[float]]:
+    """Wall times of `repeats` rounds, each calling every fn once in turn (after one warm-up call each).
+
+    Interleaving puts the engines under the same machine load in every round: on a VM whose host is
+    busy the load drifts over minutes, and timing one engine's repeats after the other's would fold
+    that drift into the ratio.
+    """
+    for fn in fns.values():
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def options(column: dict, new_tokens: int) -> dict:
@@ -71,16 +80,16 @@ def bench_column(name: str, args: argparse.Namespace, device: torch.device, ours
         assert out.shape[1] == args.prompt_len + args.new_tokens
         return out
 
-    row["seqlab_tok_s"] = round(tokens / timed(run_ours, device, args.repeats), 1)
+    fns = {"seqlab": run_ours}
     if args.compile and can_compile(ours):
         def run_compiled() -> torch.Tensor:
             return generate(ours, prompt, seed=0, compile_step=True, **kw).sequences
 
-        start = time.perf_counter()
+        begin = time.perf_counter()
         first = run_compiled()  # compiles (once per model and batch size)
-        row["compile_s"] = round(time.perf_counter() - start, 1)
+        row["compile_s"] = round(time.perf_counter() - begin, 1)
         row["compiled_same_tokens"] = bool(torch.equal(first, run_ours()))
-        row["seqlab_compiled_tok_s"] = round(tokens / timed(run_compiled, device, args.repeats), 1)
+        fns["seqlab_compiled"] = run_compiled
     if hf is not None:
         mask = torch.ones_like(prompt)
 
@@ -90,10 +99,16 @@ def bench_column(name: str, args: argparse.Namespace, device: torch.device, ours
             assert out.shape[1] == args.prompt_len + args.new_tokens
             return out
 
-        row["hf_tok_s"] = round(tokens / timed(run_hf, device, args.repeats), 1)
-        row["ratio"] = round(row["seqlab_tok_s"] / row["hf_tok_s"], 2)
-        if "seqlab_compiled_tok_s" in row:
-            row["compiled_ratio"] = round(row["seqlab_compiled_tok_s"] / row["hf_tok_s"], 2)
+        fns["hf"] = run_hf
+    times = timed(fns, device, args.repeats)
+    for name, ts in times.items():
+        row[f"{name}_tok_s"] = round(tokens / min(ts), 1)
+    if hf is not None:
+        for name, key in (("seqlab", "ratio"), ("seqlab_compiled", "compiled_ratio")):
+            if name in times:  # best vs best, and the median of the rounds' own ratios
+                row[key] = round(row[f"{name}_tok_s"] / row["hf_tok_s"], 2)
+                row[f"{key}_round_median"] = round(statistics.median(
+                    h / o for h, o in zip(times["hf"], times[name], strict=True)), 2)
     return row
 
 
