@@ -84,3 +84,12 @@ def test_fused_activation_matches_the_unfused_one(activation):
     with torch.no_grad():
         fused = layer.forward_act(x, activation)
     torch.testing.assert_close(fused, act(F.linear(x, layer.weight, layer.bias)), atol=1e-5, rtol=1e-5)
+
+
+def test_a_plain_torch_compile_of_an_inference_model_works():
+    """Without Inductor's freezing the weight is no constant, so the packed product cannot be lowered: F.linear."""
+    layer = big_linear().eval()
+    x = torch.randn(2, 512)
+    with torch.no_grad():
+        compiled = torch.compile(layer)(x)
+    torch.testing.assert_close(compiled, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)

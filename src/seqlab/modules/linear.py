@@ -14,8 +14,9 @@ Weights under `MIN_PACKED` elements keep `F.linear`. The packed copy is rebuilt 
 changes (its storage or its autograd version counter, so an optimizer step or `load_state_dict`
 invalidates it). `SEQLAB_PACKED_LINEAR=0` turns the path off (for comparisons); so does a torch built
 without oneDNN. `forward_act` fuses the following activation into the product on the same path.
-Under `torch.compile` the reorder is traced as an op on the weight instead of cached; with Inductor's
-freezing (`seqlab.decode.compiled`) it is folded into a constant at compile time.
+Under `torch.compile` the path is taken only with Inductor's freezing (`seqlab.decode.compiled`): the
+reorder is then traced as an op on the weight and folded into a constant at compile time. A plain
+`torch.compile(model)` gets `F.linear`, which Inductor compiles as usual.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Linear(nn.Linear):
     def _use_packed(self, x: Tensor) -> bool:
         return (_ENABLED and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
                 and x.dtype == torch.float32 and self.weight.dtype == torch.float32
-                and self.weight.numel() >= MIN_PACKED)
+                and self.weight.numel() >= MIN_PACKED and (not torch.compiler.is_compiling() or _freezing()))
 
     def _packed_weight(self) -> Tensor:
         if torch.compiler.is_compiling():  # traced as an op on the weight: frozen, Inductor folds it to a constant
@@ -76,6 +77,14 @@ class Linear(nn.Linear):
 
 
 _ENABLED = packed_linear_available()
+
+
+def _freezing() -> bool:
+    """Whether the graph being traced will be frozen: only then can Inductor lower the packed product
+    (it needs the weight as a constant); a plain `torch.compile` of the model gets `F.linear`."""
+    import torch._inductor.config as inductor_config
+
+    return bool(inductor_config.freezing)
 
 
 def _reorder_linear_weight_shape(weight: Tensor, batch_size: int | None = None) -> Tensor:
