@@ -32,7 +32,7 @@ from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import register
 from seqlab.modules.init import gpt2_init
 from seqlab.modules.kv_cache import StaticKVCache, reorder_rows
-from seqlab.modules.linear import FUSABLE, Linear
+from seqlab.modules.linear import FUSABLE, Linear, tracing_frozen
 from seqlab.modules.rotary import RotaryEmbedding, apply_rotary
 
 ACTIVATIONS = tuple(FUSABLE)  # gelu: x Φ(x);  gelu_new: 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)));  relu
@@ -59,10 +59,26 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.write(self.layer_idx, k, v, slots)  # (B, nh, S, hs)
             if mask is not None and mask.shape[-1] < k.shape[2]:  # only the filled slots (CPU decoding)
                 k, v = k[:, :, :mask.shape[-1]], v[:, :, :mask.shape[-1]]  # (B, nh, S', hs)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        if T == 1 and mask is not None and tracing_frozen():  # the compiled CPU decode step
+            y = step_attention(q, k, v, mask)  # (B, nh, 1, hs)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                               dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+
+def step_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """One query per row: q (B, nh, 1, hs), k, v (B, nh, S, hs), mask (B, 1, 1, S) bool -> (B, nh, 1, hs).
+
+        a = softmax_s(q k_s / sqrt(hs), masked),   y = sum_s a_s v_s
+
+    What scaled_dot_product_attention computes, written as two reductions over the cache that Inductor
+    fuses into its loops: its CPU flash kernel, called per layer, costs ~3x more for a single query.
+    """
+    scores = (q * k).sum(-1) * q.shape[-1] ** -0.5  # (B, nh, S)
+    scores = scores.masked_fill(~mask[:, :, 0], float("-inf"))  # (B, nh, S)
+    return (scores.softmax(-1).unsqueeze(-1) * v).sum(-2, keepdim=True)  # (B, nh, 1, hs)
 
 
 class MLP(nn.Module):
