@@ -4,8 +4,10 @@ On a CPU a small Transformer's decode step is 24 matrix-vector products plus ~13
 dispatched from Python. `torch.compile` with Inductor's *freezing* turns the step into one C++
 function: the weights become constants (each Linear's oneDNN-blocked copy is folded in at compile
 time, see `seqlab.modules.linear`), elementwise ops are fused into loops, and `cpp_wrapper` calls the
-kernels without Python in between. On this project's 2-core CPU decoding at batch 1 and with beam 4
-goes from ~1.4x to 1.8-1.95x HF `generate()` (`bench/decode.py --compile`).
+kernels without Python in between. Products of a few rows and the step's attention are written as
+reductions Inductor fuses into its loops (`seqlab.modules.linear`, `transformer_lm.step_attention`).
+On this project's 2-core CPU decoding at batch 1 goes from ~1.4x to ~4x HF `generate()`, beam 4 to ~2x
+(`bench/decode.py --compile`).
 
     step = CompiledStep(model)          # compiles on the first call (10-20 s), then reuses it
     logits, state = step(tokens, state) # the same contract as model.step
