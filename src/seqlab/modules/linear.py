@@ -71,15 +71,16 @@ class Linear(nn.Linear):
         attr, algorithm, _ = FUSABLE[activation]
         return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), self.bias, attr, [], algorithm)
 
+    def _fp32_cpu_inference(self, x: Tensor) -> bool:
+        return (not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+                and x.dtype == self.weight.dtype == torch.float32)
+
     def _use_packed(self, x: Tensor) -> bool:
-        return (_ENABLED and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
-                and x.dtype == torch.float32 and self.weight.dtype == torch.float32
-                and self.weight.numel() >= MIN_PACKED and (not torch.compiler.is_compiling() or _freezing()))
+        return (_ENABLED and self._fp32_cpu_inference(x) and self.weight.numel() >= MIN_PACKED
+                and (not torch.compiler.is_compiling() or _freezing()))
 
     def _use_reduction(self, x: Tensor) -> bool:
-        return (tracing_frozen() and not self.training and not torch.is_grad_enabled()
-                and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
-                and x.numel() <= REDUCTION_ROWS * self.in_features)
+        return tracing_frozen() and self._fp32_cpu_inference(x) and x.numel() <= REDUCTION_ROWS * self.in_features
 
     def _reduction_product(self, x: Tensor) -> Tensor:
         """x (..., in) with M <= REDUCTION_ROWS rows -> (..., out), one fused reduction over W per row (traced only)."""
