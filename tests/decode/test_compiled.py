@@ -40,6 +40,20 @@ def test_compiled_tokens_equal_eager(model):
             torch.testing.assert_close(fast.sequences_scores, eager.sequences_scores, atol=1e-4, rtol=0)
 
 
+def test_compiled_many_rows_up_to_the_whole_context(model):
+    """10 rows: the products run on oneDNN, not as fused reductions; prompt + new tokens = the context, so
+    the attention window (a dynamic size of the one graph) grows from the prompt to the end of the context."""
+    ids = torch.randint(1, 50, (10, 8), generator=torch.Generator().manual_seed(4))
+    new = model.max_length - ids.shape[1]
+    options = dict(max_new_tokens=new, min_new_tokens=new, do_sample=True, top_k=20, seed=5)
+    eager = generate(model, ids, **options)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="compiling the decode step failed")
+        fast = generate(model, ids, compile_step=True, **options)
+    assert fast.sequences.shape[1] == model.max_length
+    assert torch.equal(fast.sequences, eager.sequences)
+
+
 def _peaky(seed: int) -> TransformerLM:
     torch.manual_seed(seed)
     m = TransformerLM(50, n_layer=1, n_head=4, n_embd=256, context_length=48, dropout=0.0).eval()

@@ -49,7 +49,7 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
                 cache: StaticKVCache | None, slots: Tensor | None) -> Tensor:
-        """x (B, T, C); mask None = plain causal, else bool (B, 1, T, S) over the S cache slots."""
+        """x (B, T, C); mask None = plain causal, else bool (B, 1, T, S') over the first S' <= S cache slots."""
         B, T, C = x.shape
         qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head)  # (B, T, 3, nh, hs)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
@@ -57,7 +57,7 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
             k, v = cache.write(self.layer_idx, k, v, slots)  # (B, nh, S, hs)
-            if mask is not None and mask.shape[-1] < k.shape[2]:  # only the filled slots (CPU decoding)
+            if mask is not None and mask.shape[-1] < k.shape[2]:  # only the filled slots (prefill, CPU steps)
                 k, v = k[:, :, :mask.shape[-1]], v[:, :, :mask.shape[-1]]  # (B, nh, S', hs)
         if T == 1 and mask is not None and tracing_frozen():  # the compiled CPU decode step
             y = step_attention(q, k, v, mask)  # (B, nh, 1, hs)
@@ -206,9 +206,8 @@ class TransformerLM(nn.Module):
         key_valid = torch.zeros(B, S, dtype=torch.bool, device=device)
         key_valid[:, :T] = real
         slots = torch.arange(T, device=device)  # (T,)
-        columns = torch.arange(S, device=device)  # (S,)
-        causal = columns[None, :] <= slots[:, None]  # (T, S)
-        mask = (key_valid[:, None, :] & causal) | (columns[None, :] == slots[:, None])  # (B, T, S)
+        causal = slots[None, :] <= slots[:, None]  # (T, T): the prompt attends to its own T slots only
+        mask = (real[:, None, :] & causal) | torch.eye(T, dtype=torch.bool, device=device)  # (B, T, T)
         cache = StaticKVCache(self.n_layer, S)
         x = self._trunk(input_ids, positions, mask.unsqueeze(1), cache, slots)  # (B, T, C)
         state = TransformerState(cache, key_valid, torch.tensor([T], device=device), positions[:, -1] + 1)

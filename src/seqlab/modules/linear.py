@@ -10,7 +10,7 @@ the weights, and on this project's AMD CPU MKL's sgemv (what `F.linear` calls) r
 10 GB/s, oneDNN's blocked kernel at about 24 GB/s (`bench/decode.py`). Results are fp32 with another
 summation order: they differ from `F.linear` by rounding (~1e-6 relative), not by precision.
 
-Weights under `MIN_PACKED` elements keep `F.linear`. The packed copy is rebuilt whenever the weight
+Weights under `MIN_PACKED` elements keep `F.linear` (eagerly; a frozen graph packs every weight). The packed copy is rebuilt whenever the weight
 changes (its storage or its autograd version counter, so an optimizer step or `load_state_dict`
 invalidates it). `SEQLAB_PACKED_LINEAR=0` turns the path off (for comparisons); so does a torch built
 without oneDNN. `forward_act` fuses the following activation into the product on the same path.
@@ -76,8 +76,11 @@ class Linear(nn.Linear):
                 and x.dtype == self.weight.dtype == torch.float32)
 
     def _use_packed(self, x: Tensor) -> bool:
-        return (_ENABLED and self._fp32_cpu_inference(x) and self.weight.numel() >= MIN_PACKED
-                and (not torch.compiler.is_compiling() or _freezing()))
+        if not (_ENABLED and self._fp32_cpu_inference(x)):
+            return False
+        if torch.compiler.is_compiling():  # frozen: every size (Inductor's own lowering, MKL, is slower at many rows)
+            return _freezing()
+        return self.weight.numel() >= MIN_PACKED
 
     def _use_reduction(self, x: Tensor) -> bool:
         return tracing_frozen() and self._fp32_cpu_inference(x) and x.numel() <= REDUCTION_ROWS * self.in_features
