@@ -20,6 +20,27 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def shared_data_file(name: str) -> Path:
+    """A benchmark file from $SEQLAB_DATA (../shared/data in this project), e.g. tinyshakespeare.txt.
+
+    Where it is absent (a clone without the project's data) the calling test is skipped, saying which
+    file it needs, instead of failing on a download that cannot happen offline.
+    """
+    for folder in os.environ.get("SEQLAB_DATA", "").split(os.pathsep):
+        if folder and (Path(folder) / name).is_file():
+            return Path(folder) / name
+    pytest.skip(f"needs {name} in $SEQLAB_DATA (this project keeps it in ../shared/data)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared_data(name): the test reads $SEQLAB_DATA/name; skipped without it")
+
+
+def pytest_runtest_setup(item):
+    for marker in item.iter_markers("shared_data"):
+        shared_data_file(*marker.args)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_user_cache(tmp_path_factory):
     """Tests never write to the real user cache (~/.cache/seqlab): prepared data goes to a session directory."""

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, shared_data_file
 
 from seqlab.models.loading import load_model_from_run
-
-TEXT = Path(os.environ["SEQLAB_DATA"]) / "tinyshakespeare.txt"  # tests/conftest.py sets SEQLAB_DATA
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +27,7 @@ def tiny(tmp_path, monkeypatch) -> Path:
     """A 20,000-character corpus and a one-block Transformer config (a run takes about a second)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     corpus = tmp_path / "tiny.txt"
-    corpus.write_text(TEXT.resolve().read_text(encoding="utf-8")[:20000], encoding="utf-8")
+    corpus.write_text(shared_data_file("tinyshakespeare.txt").read_text(encoding="utf-8")[:20000], encoding="utf-8")
     cfg = {
         "data": {"corpus": str(corpus), "task": "lm", "tokenizer": "char", "split": "contiguous"},
         "model": {"arch": "transformer_lm", "n_layer": 1, "n_head": 2, "n_embd": 32, "context_length": 16},
@@ -72,6 +69,7 @@ def test_train_writes_a_complete_run_and_plot_draws_it(cli, tiny, tmp_path):
     assert (tmp_path / "curves.png").is_file()
 
 
+@pytest.mark.shared_data("tinyshakespeare.txt")
 def test_a_preset_by_name_with_overrides(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     r = cli("train", "shakespeare-char-lstm-cpu", "--out", tmp_path / "run", "--device", "cpu", "--json",

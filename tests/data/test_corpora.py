@@ -174,6 +174,7 @@ def test_shakespeare_modern_spelling_works_only():
     assert len({d.group for d in corpus.documents}) == 42
 
 
+@pytest.mark.shared_data("tinyshakespeare.txt")
 def test_tinyshakespeare_from_seqlab_data():
     text = load_corpus("tinyshakespeare").documents[0].text
     assert len(text) == 1115394 and len(set(text)) == 65

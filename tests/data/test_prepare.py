@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import shared_data_file
 
 from seqlab.config import DataConfig
 from seqlab.data import prepare as prepare_module
@@ -17,8 +16,8 @@ from seqlab.errors import DataError
 
 
 def test_tinyshakespeare_char_is_nanogpts_stream(tmp_path):
+    text = shared_data_file("tinyshakespeare.txt").read_text(encoding="utf-8")
     data = prepare_data(DataConfig(corpus="tinyshakespeare", split="contiguous"), seed=1, cache_dir=tmp_path)
-    text = (Path(os.environ["SEQLAB_DATA"]) / "tinyshakespeare.txt").read_text(encoding="utf-8")
     # nanoGPT data/shakespeare_char/prepare.py: sorted chars, stoi, first 90% train
     chars = sorted(set(text))
     stoi = {c: i for i, c in enumerate(chars)}

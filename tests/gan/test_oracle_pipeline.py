@@ -95,6 +95,7 @@ def test_bad_options(cli, tmp_path):
     assert_one_line_error(cli("seqgan", "oracle", "--preset", "huge", "--out", tmp_path / "x"))
 
 
+@pytest.mark.shared_data("seqgan_oracle_params.npz")  # else a warning line joins the error
 def test_a_resumed_run_must_keep_its_protocol(cli, tmp_path):
     assert cli(*_oracle_args(tmp_path)).exit_code == 0
     result = cli(*_oracle_args(tmp_path, "--set", "eval_samples=49"))

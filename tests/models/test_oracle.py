@@ -93,6 +93,7 @@ def test_sample_categorical_matches_multinomial_frequencies():
     assert draws.max() < 5
 
 
+@pytest.mark.shared_data("seqgan_oracle_params.npz")
 def test_published_parameters_load(tmp_path):
     oracle, source = build_oracle()
     assert source.endswith("seqgan_oracle_params.npz")

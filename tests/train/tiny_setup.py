@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-
-TEXT = Path(os.environ["SEQLAB_DATA"]) / "tinyshakespeare.txt"  # tests/conftest.py sets SEQLAB_DATA
+from conftest import shared_data_file
 
 
 def write_tiny_setup(tmp: Path, **train: object) -> Path:
     """tmp/tiny.txt (the first 20,000 characters of tinyshakespeare) and tmp/tiny.yaml; returns the YAML."""
     corpus = tmp / "tiny.txt"
-    corpus.write_text(TEXT.resolve().read_text(encoding="utf-8")[:20000], encoding="utf-8")
+    text = shared_data_file("tinyshakespeare.txt").read_text(encoding="utf-8")
+    corpus.write_text(text[:20000], encoding="utf-8")
     cfg = {
         "seed": 7,
         "data": {"corpus": str(corpus), "task": "lm", "tokenizer": "char", "split": "contiguous", "val_fraction": 0.1},
