@@ -10,13 +10,14 @@ the weights, and on this project's AMD CPU MKL's sgemv (what `F.linear` calls) r
 10 GB/s, oneDNN's blocked kernel at about 24 GB/s (`bench/decode.py`). Results are fp32 with another
 summation order: they differ from `F.linear` by rounding (~1e-6 relative), not by precision.
 
-Weights under `MIN_PACKED` elements keep `F.linear` (eagerly; a frozen graph packs every weight). The packed copy is rebuilt whenever the weight
-changes (its storage or its autograd version counter, so an optimizer step or `load_state_dict`
-invalidates it). `SEQLAB_PACKED_LINEAR=0` turns the path off (for comparisons); so does a torch built
-without oneDNN. `forward_act` fuses the following activation into the product on the same path.
-Under `torch.compile` the path is taken only with Inductor's freezing (`seqlab.decode.compiled`): the
-reorder is then traced as an op on the weight and folded into a constant at compile time. A plain
-`torch.compile(model)` gets `F.linear`, which Inductor compiles as usual.
+Weights under `MIN_PACKED` elements keep `F.linear` in eager mode (a frozen graph packs every weight).
+The packed copy is rebuilt whenever the weight changes (its storage or its autograd version counter,
+so an optimizer step or `load_state_dict` invalidates it). `SEQLAB_PACKED_LINEAR=0` turns the path off
+(for comparisons); so does a torch built without oneDNN. `forward_act` fuses the following
+activation into the product on the same path. Under `torch.compile` the path is taken only with
+Inductor's freezing (`seqlab.decode.compiled`): the reorder is then traced as an op on the weight and
+folded into a constant at compile time. A plain `torch.compile(model)` gets `F.linear`, which
+Inductor compiles as usual.
 
 Frozen products of at most `REDUCTION_ROWS` rows (a decode step at batch 1, a beam of 4) are instead
 written as reductions, one per row m, that Inductor fuses into a single loop over W:
@@ -78,7 +79,7 @@ class Linear(nn.Linear):
     def _use_packed(self, x: Tensor) -> bool:
         if not (_ENABLED and self._fp32_cpu_inference(x)):
             return False
-        if torch.compiler.is_compiling():  # frozen: every size (Inductor's own lowering, MKL, is slower at many rows)
+        if torch.compiler.is_compiling():  # frozen: every size; at 64 rows oneDNN beats MKL even on 384 x 384
             return _freezing()
         return self.weight.numel() >= MIN_PACKED
 
