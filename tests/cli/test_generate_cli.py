@@ -81,6 +81,11 @@ def test_compile_gives_the_same_text(cli, run_dir):
         r = cli("generate", run_dir[0], "--prompt", "-", "--compile", *extra, stdin="abc\nhi\n")
         assert r.exit_code == 0, r.stderr
         assert "note:" not in r.stderr and r.stdout == plain.stdout
+    report = json.loads(cli("generate", run_dir[0], "--prompt", "abc", "--compile", "--json").stdout)
+    tokens = sum(g["tokens"] for r in report["results"] for g in r["generations"])
+    assert 0 < report["compile_s"] < report["seconds"]  # the first step; tokens/s is the speed after it
+    decoding = report["seconds"] - report["compile_s"]  # both rounded to 1e-4 s
+    assert tokens / (decoding + 2e-4) - 0.05 <= report["tokens_per_s"] <= tokens / (decoding - 2e-4) + 0.05
 
 
 def test_compile_on_a_model_it_does_not_apply_to_notes_it_and_decodes(cli, tmp_path):

@@ -52,6 +52,7 @@ def test_compiled_many_rows_up_to_the_whole_context(model):
         fast = generate(model, ids, compile_step=True, **options)
     assert fast.sequences.shape[1] == model.max_length
     assert torch.equal(fast.sequences, eager.sequences)
+    assert fast.first_step_seconds > 0 and eager.first_step_seconds is None  # the compiling step, timed
 
 
 def _peaky(seed: int) -> TransformerLM:

@@ -35,6 +35,7 @@ What it costs and assumes:
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
@@ -118,6 +119,7 @@ class CompiledStep:
         self.graph = compiled_step_for(model)
         self.eager = False
         self.calls = 0
+        self.first_step_seconds: float | None = None  # compiling included (or Dynamo's guards, on a reused graph)
 
     def __call__(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
         self.calls += 1
@@ -127,13 +129,15 @@ class CompiledStep:
         if self.calls > 1:  # the first call's guards chose the graph; later calls only replay it
             with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
                 return self.graph(*inputs), state
+        started = time.perf_counter()
         try:
             with inductor_config.patch(INDUCTOR_OPTIONS):  # compile(options=...) does not reach freezing
                 logits = self.graph(*inputs)
         except Exception as e:  # noqa: BLE001 - any compiler failure: compiling runs nothing, the state is intact
             _warn_once(f"compiling the decode step failed, decoding without it: {str(e).splitlines()[0]}")
             self.eager = True
-            return self.model.step(tokens, state)
+            logits, state = self.model.step(tokens, state)
+        self.first_step_seconds = time.perf_counter() - started
         return logits, state
 
 

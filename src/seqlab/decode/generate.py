@@ -3,6 +3,7 @@
     out = generate(model, input_ids, attention_mask=mask, max_new_tokens=50, num_beams=4, eos_token_id=3)
     out.sequences         # (B * num_return_sequences, T + new): the prompt, then the generated tokens
     out.sequences_scores  # (B * num_return_sequences,) length-penalised beam scores (beam search only)
+    out.first_step_seconds  # with compile_step: the first step's wall time, compiling included
 
 `model` implements seqlab.decode.state.DecoderModel. Options have Hugging Face's names, meanings and
 defaults (see seqlab.decode.options). For an encoder-decoder (`model.is_encoder_decoder`),
@@ -48,6 +49,7 @@ OPTION_NAMES = {f.name for f in fields(GenerationOptions)}
 class GenerateOutput:
     sequences: Tensor  # (B * num_return_sequences, P + new)
     sequences_scores: Tensor | None = None  # (B * num_return_sequences,), beam search only
+    first_step_seconds: float | None = None  # compile_step only: the first step, which compiles (or reuses) the graph
 
 
 @dataclass
@@ -79,7 +81,7 @@ def generate(model: Any, input_ids: Tensor, attention_mask: Tensor | None = None
     """Generate continuations of `input_ids` (B, T); see the module docstring. `tokenizer` is needed for
     `stop_strings`; `sync_every` overrides how often the host checks for the end (default: every step on
     CPU, every 16 on CUDA); `compile_step` decodes a TransformerLM on CPU with the Inductor-compiled
-    step (seqlab.decode.compiled: 10-20 s to compile once per model and batch size, then faster steps)."""
+    step (seqlab.decode.compiled: 15-35 s to compile once per model and batch size, then faster steps)."""
     decoding = prepare(model, input_ids, attention_mask, parse_options(options), tokenizer=tokenizer,
                        sync_every=sync_every, compile_step=compile_step)
     opts, d = decoding.opts, decoding
@@ -89,8 +91,11 @@ def generate(model: Any, input_ids: Tensor, attention_mask: Tensor | None = None
                              fill_id=opts.fill_id, length_penalty=opts.length_penalty,
                              early_stopping=opts.early_stopping, num_return_sequences=opts.num_return_sequences,
                              do_sample=opts.do_sample, generator=d.generator, stop=d.stop, sync_every=d.sync_every)
-        return GenerateOutput(result.sequences, result.scores)
-    return GenerateOutput(drain(token_steps(decoding)))
+        sequences, scores = result.sequences, result.scores
+    else:
+        sequences, scores = drain(token_steps(decoding)), None
+    first = d.step.first_step_seconds if isinstance(d.step, CompiledStep) else None
+    return GenerateOutput(sequences, scores, first)
 
 
 def token_steps(d: Decoding) -> Generator[Tensor, None, Tensor]:
