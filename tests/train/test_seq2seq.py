@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def test_trains_validates_and_writes_the_run(tmp_path, capsys):
     assert val[-1]["loss"] < val[0]["loss"] < 4.0 and val[-1]["val_ppl"] == pytest.approx(2.718281828 ** val[-1]["loss"])
     assert summary["step"] == 24 and summary["best_val_loss"] == min(r["loss"] for r in val)
     assert summary["tokens_per_s"] > 0
-    assert " -> " in capsys.readouterr().err  # a greedy sample reply at each evaluation
+    samples = re.findall(r"(\w+) -> \w* \((\w+)\)", capsys.readouterr().err)  # a greedy reply per evaluation
+    assert len(samples) == 2 and all(target == source[::-1] for source, target in samples)  # the pair's own text
     plot_loss_curves(MetricsLog(run / "metrics.jsonl").read(), run / "loss.png")  # `seqlab plot` reads the same keys
     assert (run / "loss.png").stat().st_size > 0
 

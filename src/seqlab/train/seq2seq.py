@@ -54,6 +54,7 @@ class Seq2SeqSetup:
     tokenizer: Tokenizer
     train_pairs: list[Pair]
     val_pairs: list[Pair]
+    val_texts: list[tuple[str, str]] | None  # the val pairs' own text (source, target), shown with the samples
     raw_model: torch.nn.Module
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -93,7 +94,7 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
     batcher = PairBatcher(train_pairs, t.batch_size, t.grad_accum, cfg.seed, info.rank, info.world_size)
     tr = build_trainable(cfg, run, info, device, raw_model, resume, "batcher", batcher)
     return Seq2SeqSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer, train_pairs,
-                        val_pairs, raw_model, tr.model, tr.optimizer, tr.scheduler, batcher, tr.tracker,
+                        val_pairs, data.splits["val"].texts, raw_model, tr.model, tr.optimizer, tr.scheduler, batcher, tr.tracker,
                         tr.start_step, resume)
 
 
@@ -207,5 +208,7 @@ def samples(s: Seq2SeqSetup) -> list[str]:
                            do_sample=False, num_beams=1, **run_token_options(tok, s.cfg.decode.suppress_unk))
     finally:
         s.raw_model.train()
-    return [f"{tok.decode(source)} -> {tok.decode(row.tolist())} ({tok.decode(target)})"
-            for (source, target), row in zip(s.val_pairs[:n], out.sequences.cpu(), strict=True)]
+    # the pairs' own text where the data kept it: decoding the ids would show <unk> for unseen words
+    texts = s.val_texts[:n] if s.val_texts else [(tok.decode(a), tok.decode(b)) for a, b in s.val_pairs[:n]]
+    return [f"{source} -> {tok.decode(row.tolist())} ({target})"
+            for (source, target), row in zip(texts, out.sequences.cpu(), strict=True)]
