@@ -37,6 +37,7 @@ from seqlab.modules.rotary import RotaryEmbedding, apply_rotary
 
 ACTIVATIONS = tuple(FUSABLE)  # gelu: x Φ(x);  gelu_new: 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)));  relu
 POSITIONS = ("learned", "rotary")
+VALUE_CHUNK = 16  # features per reduction of step_attention's value sum: one AVX-512 vector of fp32
 
 
 class CausalSelfAttention(nn.Module):
@@ -73,12 +74,15 @@ def step_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
 
         a = softmax_s(q k_s / sqrt(hs), masked),   y = sum_s a_s v_s
 
-    What scaled_dot_product_attention computes, written as two reductions over the cache that Inductor
+    What scaled_dot_product_attention computes, written as reductions over the cache that Inductor
     fuses into its loops: its CPU flash kernel, called per layer, costs ~3x more for a single query.
+    The value sum is one reduction per `VALUE_CHUNK` features of hs: Inductor runs them in one loop
+    over s that reads each cached row once, in order (~2x faster at batch 64 than one reduction over
+    all hs, which sweeps the rows once per vector of features). Same sums, same order, same result.
     """
     scores = (q * k).sum(-1) * q.shape[-1] ** -0.5  # (B, nh, S)
-    scores = scores.masked_fill(~mask[:, :, 0], float("-inf"))  # (B, nh, S)
-    return (scores.softmax(-1).unsqueeze(-1) * v).sum(-2, keepdim=True)  # (B, nh, 1, hs)
+    a = scores.masked_fill(~mask[:, :, 0], float("-inf")).softmax(-1).unsqueeze(-1)  # (B, nh, S, 1)
+    return torch.cat([(a * part).sum(-2, keepdim=True) for part in v.split(VALUE_CHUNK, dim=-1)], -1)  # (B, nh, 1, hs)
 
 
 class MLP(nn.Module):
