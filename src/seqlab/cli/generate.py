@@ -40,7 +40,8 @@ def generate(
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
     stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated."),
     compile_step: bool = typer.Option(False, "--compile", help="Transformer LM on CPU: decode with the "
-                                      "Inductor-compiled step (15-35 s to compile, --json's compile_s; pays off for long or batched runs)."),
+                                      "Inductor-compiled step (15-35 s to compile, --json's compile_s; "
+                                      "pays off for long or batched runs)."),
     as_json: bool = JsonOpt,
     device: str = DeviceOpt,
     seed: int = SeedOpt,

@@ -94,8 +94,8 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
     batcher = PairBatcher(train_pairs, t.batch_size, t.grad_accum, cfg.seed, info.rank, info.world_size)
     tr = build_trainable(cfg, run, info, device, raw_model, resume, "batcher", batcher)
     return Seq2SeqSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer, train_pairs,
-                        val_pairs, data.splits["val"].texts, raw_model, tr.model, tr.optimizer, tr.scheduler, batcher, tr.tracker,
-                        tr.start_step, resume)
+                        val_pairs, data.splits["val"].texts, raw_model, tr.model, tr.optimizer, tr.scheduler,
+                        batcher, tr.tracker, tr.start_step, resume)
 
 
 def fit_lengths(pairs: list[Pair] | None, limit: int | None) -> list[Pair]:
