@@ -96,7 +96,7 @@ def test_compile_on_a_model_it_does_not_apply_to_notes_it_and_decodes(cli, tmp_p
     plain = cli("generate", run, "--prompt", "the king")
     r = cli("generate", run, "--prompt", "the king", "--compile")
     assert r.exit_code == 0 and r.stdout == plain.stdout
-    assert "note: --compile applies to fp32 Transformer LMs on CPU, not this RNNLanguageModel" in r.stderr
+    assert "note: --compile applies to fp32 Transformer LMs on CPU or CUDA, not this RNNLanguageModel" in r.stderr
 
 
 def test_sampling_is_seeded(cli, run_dir):

@@ -1,5 +1,6 @@
-"""The GPU fast path (seqlab.decode.graphs): the captured CUDA-graph step, checked for the end every 16
-tokens, gives the tokens of eager decoding checked every token, and of HF generate(). Needs a GPU.
+"""The GPU fast path (seqlab.decode.graphs): the captured CUDA-graph step (the model's, or compiled by
+Inductor), checked for the end every 16 tokens, gives the tokens of eager decoding checked every token,
+and of HF generate(). Needs a GPU.
 
 The GPT-2 weights have a large spread (initializer_range 0.5) so that rounding differences between
 kernels cannot flip an argmax or a beam ranking.
@@ -8,6 +9,7 @@ kernels cannot flip an argmax or a beam ranking.
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import pytest
 import torch
@@ -60,11 +62,15 @@ def test_the_captured_step_gives_eager_tokens(pair, prompts):
     for options in (dict(), dict(eos_token_id=eos), dict(do_sample=True, top_k=10, seed=3, eos_token_id=eos),
                     dict(num_beams=3, num_return_sequences=2, eos_token_id=eos)):
         options = dict(options, max_new_tokens=NEW, pad_token_id=PAD)
-        fast = generate(ours, ids, mask, **options)
         eager = _eager(ours, ids, mask, **options)
-        assert torch.equal(fast.sequences, eager.sequences), options
-        if eager.sequences_scores is not None:
-            torch.testing.assert_close(fast.sequences_scores, eager.sequences_scores, atol=1e-4, rtol=0)
+        for compiled in (False, True):  # the recorded step: the model's, or Inductor's compiled form of it
+            with warnings.catch_warnings():
+                for fallback in ("compiling the decode step failed", "CUDA graph capture failed"):
+                    warnings.filterwarnings("error", message=fallback)  # no silent fallback
+                fast = generate(ours, ids, mask, compile_step=compiled, **options)
+            assert torch.equal(fast.sequences, eager.sequences), (options, compiled)
+            if eager.sequences_scores is not None:
+                torch.testing.assert_close(fast.sequences_scores, eager.sequences_scores, atol=1e-4, rtol=0)
 
 
 def test_gpu_greedy_and_beam_search_match_hf(pair, prompts):

@@ -39,7 +39,7 @@ def generate(
     label: str = typer.Option(None, "--label", help="Condition on a label (runs trained with <label:L> tokens)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
     stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated."),
-    compile_step: bool = typer.Option(False, "--compile", help="Transformer LM on CPU: decode with the "
+    compile_step: bool = typer.Option(False, "--compile", help="Transformer LM: decode with the "
                                       "Inductor-compiled step (15-35 s to compile, --json's compile_s; "
                                       "pays off for long or batched runs)."),
     as_json: bool = JsonOpt,
@@ -71,7 +71,7 @@ def generate(
 
         if not can_compile(model):
             compile_step = False
-            typer.echo(f"note: --compile applies to fp32 Transformer LMs on CPU, not this {type(model).__name__} "
+            typer.echo(f"note: --compile applies to fp32 Transformer LMs on CPU or CUDA, not this {type(model).__name__} "
                        f"on {next(model.parameters()).device.type}; decoding without it", err=True)
     if stream:
         _stream(model, tokenizer, prompts, label, opts, compile_step)

@@ -47,11 +47,12 @@ INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
 
 
 def can_compile(model: Any) -> bool:
-    """seqlab's TransformerLM with fp32 weights on the CPU: the model whose step this path hands to Inductor."""
+    """seqlab's TransformerLM with fp32 weights on the CPU or a CUDA GPU: the model whose step this path
+    hands to Inductor (on a GPU, `seqlab.decode.graphs.CapturedStep` then records the compiled step)."""
     from seqlab.models.transformer_lm import TransformerLM
 
     return (isinstance(model, TransformerLM)
-            and all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters()))
+            and all(p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in model.parameters()))
 
 
 def cache_length(model: Any) -> int:
@@ -157,6 +158,15 @@ def _window(tokens: Tensor, state: Any, mark: bool) -> tuple:
             torch._dynamo.mark_dynamic(t, 2, min=2, max=S)
         torch._dynamo.mark_dynamic(key_valid, 1, min=2, max=S)
     return tokens, key_valid, state.slot, state.position, keys, values
+
+
+def explicit_step(graph: Any) -> Any:
+    """`step(tokens, state)` through a compiled step graph, which reads the state as explicit tensors."""
+
+    def step(tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        return graph(tokens, state.key_valid, state.slot, state.position, state.cache.keys, state.cache.values), state
+
+    return step
 
 
 def _warn_once(message: str) -> None:

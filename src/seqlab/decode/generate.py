@@ -140,7 +140,10 @@ def prepare(model: Any, input_ids: Tensor, attention_mask: Tensor | None, opts: 
         state = model.reorder_state(state, index)
         logits, prefix = logits.index_select(0, index), prefix.index_select(0, index)
         ignore_prefix = None if ignore_prefix is None else ignore_prefix.index_select(0, index)
-    step = CapturedStep(model) if use_fast_path(model, device) else CompiledStep(model) if compiled else model.step
+    if use_fast_path(model, device):
+        step = CapturedStep(model, compiled=compiled)
+    else:
+        step = CompiledStep(model) if compiled else model.step
     generator = None
     if opts.seed is not None:
         generator = torch.Generator(device=device).manual_seed(opts.seed)

@@ -9,6 +9,11 @@ TransformerLM state is built that way (see `TransformerState`), so it qualifies.
 
     step = CapturedStep(model)         # call 1: eager (it is also the warm-up); call 2: capture + replay;
     logits, state = step(tokens, state) # later calls: copy tokens in, replay, read the static logits
+
+With `compiled=True` (`generate(..., compile_step=True)` on a GPU) the step recorded is the one
+Inductor compiled (`seqlab.decode.compiled`, default mode: Triton kernels with the LayerNorms, bias
+adds, GELU and residuals fused), so the graph replays fewer, fused kernels. Compiling happens in the
+warm-up call; if it fails, the eager step is recorded instead, with a warning.
 """
 
 from __future__ import annotations
@@ -44,8 +49,14 @@ def sync_interval(device: torch.device, streaming: bool) -> int:
 class CapturedStep:
     """`model.step` as a replayed CUDA graph; the state object must stay the same tensors throughout."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, compiled: bool = False):
         self.model = model
+        self.compiled = compiled
+        self.forward = model.step  # what is recorded: the model's step, or its Inductor-compiled form
+        if compiled:
+            from seqlab.decode.compiled import compiled_step_for, explicit_step
+
+            self.forward = explicit_step(compiled_step_for(model))
         self.calls = 0
         self.eager = False  # set when capture failed
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -55,12 +66,20 @@ class CapturedStep:
     def __call__(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
         self.calls += 1
         if self.eager:
-            return self.model.step(tokens, state)
-        if self.calls == 1:  # eager on a side stream: a real step that also warms up cuBLAS and the allocator
-            side = torch.cuda.Stream()
+            return self.forward(tokens, state)
+        if self.calls == 1:  # unrecorded, on a side stream: a real step that also warms up cuBLAS, the allocator
+            side = torch.cuda.Stream()  # and (compiled) compiles
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                logits, state = self.model.step(tokens, state)
+                try:
+                    logits, state = self.forward(tokens, state)
+                except Exception as e:  # noqa: BLE001 - a compiler failure: compiling runs nothing, the state is intact
+                    if not self.compiled:
+                        raise
+                    warnings.warn(f"compiling the decode step failed, recording it uncompiled: "
+                                  f"{str(e).splitlines()[0]}", stacklevel=2)
+                    self.compiled, self.forward = False, self.model.step
+                    logits, state = self.forward(tokens, state)
             torch.cuda.current_stream().wait_stream(side)
             return logits, state
         if self.graph is None:
@@ -70,7 +89,7 @@ class CapturedStep:
                 warnings.warn(f"CUDA graph capture failed, decoding without it: {str(e).splitlines()[0]}",
                               stacklevel=2)
                 self.eager, self.graph = True, None
-                return self.model.step(tokens, state)
+                return self.forward(tokens, state)
         else:
             self.tokens.copy_(tokens)
         self.graph.replay()
@@ -80,4 +99,4 @@ class CapturedStep:
         self.tokens = tokens.clone()
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):  # records without running; the replay that follows runs it
-            self.logits, _ = self.model.step(self.tokens, state)
+            self.logits, _ = self.forward(self.tokens, state)
