@@ -18,6 +18,7 @@ warm-up call; if it fails, the eager step is recorded instead, with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
@@ -68,35 +69,38 @@ class CapturedStep:
         if self.eager:
             return self.forward(tokens, state)
         if self.calls == 1:  # unrecorded, on a side stream: a real step that also warms up cuBLAS, the allocator
-            side = torch.cuda.Stream()  # and (compiled) compiles
+            # and (compiled) compiles, for the static input the capture will use: a beam search's tokens are a
+            # strided view, and a compiled step would recompile for the contiguous copy during the capture
+            self.tokens = tokens.contiguous().clone()  # static input (N,)
+            side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 try:
-                    logits, state = self.forward(tokens, state)
+                    logits, state = self.forward(self.tokens, state)
                 except Exception as e:  # noqa: BLE001 - a compiler failure: compiling runs nothing, the state is intact
                     if not self.compiled:
                         raise
                     warnings.warn(f"compiling the decode step failed, recording it uncompiled: "
                                   f"{str(e).splitlines()[0]}", stacklevel=2)
                     self.compiled, self.forward = False, self.model.step
-                    logits, state = self.forward(tokens, state)
+                    logits, state = self.forward(self.tokens, state)
             torch.cuda.current_stream().wait_stream(side)
             return logits, state
+        self.tokens.copy_(tokens)
         if self.graph is None:
             try:
-                self._capture(tokens, state)
+                self._capture(state)
             except RuntimeError as e:  # capture runs nothing, so the state is intact: go on eagerly
                 warnings.warn(f"CUDA graph capture failed, decoding without it: {str(e).splitlines()[0]}",
                               stacklevel=2)
                 self.eager, self.graph = True, None
                 return self.forward(tokens, state)
-        else:
-            self.tokens.copy_(tokens)
         self.graph.replay()
         return self.logits, state
 
-    def _capture(self, tokens: Tensor, state: Any) -> None:
-        self.tokens = tokens.clone()
+    def _capture(self, state: Any) -> None:
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):  # records without running; the replay that follows runs it
+        # a compiled step must not compile while recording (that would run CUDA work): fail instead, go eager
+        stance = torch.compiler.set_stance("fail_on_recompile") if self.compiled else contextlib.nullcontext()
+        with stance, torch.cuda.graph(self.graph):  # records without running; the replay that follows runs it
             self.logits, _ = self.forward(self.tokens, state)
