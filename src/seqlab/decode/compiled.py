@@ -44,6 +44,7 @@ import torch._inductor.config as inductor_config
 from torch import Tensor, nn
 
 INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
+CUDA_INDUCTOR_OPTIONS = {"freezing": True}  # a CUDA graph records the step: no C++ wrapper needed
 
 
 def can_compile(model: Any) -> bool:

@@ -47,6 +47,23 @@ def sync_interval(device: torch.device, streaming: bool) -> int:
     return 1 if streaming or device.type != "cuda" else SYNC_EVERY_CUDA
 
 
+def _compiled_step(model: Any) -> Any:
+    """The model's Inductor-compiled step, called under the options it was compiled with (Dynamo guards on
+    them): freezing makes the weights constants and the step's attention `transformer_lm.step_attention`'s
+    fused reductions rather than an attention kernel call."""
+    import torch._inductor.config as inductor_config
+
+    from seqlab.decode.compiled import CUDA_INDUCTOR_OPTIONS, compiled_step_for, explicit_step
+
+    inner = explicit_step(compiled_step_for(model))
+
+    def step(tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        with inductor_config.patch(CUDA_INDUCTOR_OPTIONS):
+            return inner(tokens, state)
+
+    return step
+
+
 class CapturedStep:
     """`model.step` as a replayed CUDA graph; the state object must stay the same tensors throughout."""
 
@@ -55,9 +72,7 @@ class CapturedStep:
         self.compiled = compiled
         self.forward = model.step  # what is recorded: the model's step, or its Inductor-compiled form
         if compiled:
-            from seqlab.decode.compiled import compiled_step_for, explicit_step
-
-            self.forward = explicit_step(compiled_step_for(model))
+            self.forward = _compiled_step(model)
         self.calls = 0
         self.eager = False  # set when capture failed
         self.graph: torch.cuda.CUDAGraph | None = None
