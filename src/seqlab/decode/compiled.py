@@ -12,6 +12,9 @@ batch 64 from ~1.5x to over 2x (`bench/decode.py --compile`).
     step = CompiledStep(model)          # compiles on the first call (15-35 s), then reuses it
     logits, state = step(tokens, state) # the same contract as model.step
 
+On a CUDA GPU the same compiled graph (`compiled_step_for`, with `CUDA_INDUCTOR_OPTIONS`: Triton
+kernels, no C++ wrapper) is what `seqlab.decode.graphs.CapturedStep(model, compiled=True)` records.
+
 What it costs and assumes:
 - compiling takes 15-35 s per model and batch size (rows); the cache is sized to the model's whole
   context (`cache_length`), so prompt lengths and `max_new_tokens` never trigger a recompile. It pays
