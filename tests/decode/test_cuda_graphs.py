@@ -13,11 +13,10 @@ import warnings
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from gpt2_pair import spread_gpt2_pair
 
 from seqlab.decode import generate, left_pad
 from seqlab.decode.graphs import SYNC_EVERY_CUDA
-from seqlab.interop import from_hf_gpt2
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -27,11 +26,7 @@ VOCAB, NEW, PAD = 24, 40, 1  # NEW > 2 * SYNC_EVERY_CUDA: the host checks for th
 
 @pytest.fixture(scope="module")
 def pair():
-    torch.manual_seed(1234)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=64, n_layer=2, n_head=4, initializer_range=0.5,
-                        bos_token_id=None, eos_token_id=None, pad_token_id=None)
-    hf = GPT2LMHeadModel(config).eval()
-    ours = from_hf_gpt2(hf)
+    hf, ours = spread_gpt2_pair(VOCAB, n_positions=64, n_embd=64)
     return hf.cuda(), ours.cuda().eval()
 
 

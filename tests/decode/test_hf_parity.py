@@ -11,10 +11,9 @@ import itertools
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from gpt2_pair import spread_gpt2_pair
 
 from seqlab.decode import generate, left_pad
-from seqlab.interop import from_hf_gpt2
 
 VOCAB, PROMPTS, PROMPT_LEN, NEW = 24, 20, 5, 8
 PAD = 1  # not 0: HF fills beams with eos when pad_token_id is 0 (a falsy tensor)
@@ -22,11 +21,7 @@ PAD = 1  # not 0: HF fills beams with eos when pad_token_id is 0 (a falsy tensor
 
 @pytest.fixture(scope="module")
 def models():
-    torch.manual_seed(1234)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, initializer_range=0.5,
-                        bos_token_id=None, eos_token_id=None, pad_token_id=None)
-    hf = GPT2LMHeadModel(config).eval()
-    return hf, from_hf_gpt2(hf)
+    return spread_gpt2_pair(VOCAB, n_positions=32, n_embd=32)
 
 
 @pytest.fixture(scope="module")
