@@ -64,6 +64,7 @@ def test_the_captured_step_gives_eager_tokens(pair, prompts):
                     warnings.filterwarnings("error", message=fallback)  # no silent fallback
                 fast = generate(ours, ids, mask, compile_step=compiled, **options)
             assert torch.equal(fast.sequences, eager.sequences), (options, compiled)
+            assert (fast.first_step_seconds is not None) == compiled  # the compiling step, timed
             if eager.sequences_scores is not None:
                 torch.testing.assert_close(fast.sequences_scores, eager.sequences_scores, atol=1e-4, rtol=0)
 

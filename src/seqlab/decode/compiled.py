@@ -164,11 +164,16 @@ def _window(tokens: Tensor, state: Any, mark: bool) -> tuple:
     return tokens, key_valid, state.slot, state.position, keys, values
 
 
-def explicit_step(graph: Any) -> Any:
-    """`step(tokens, state)` through a compiled step graph, which reads the state as explicit tensors."""
+def cuda_step(model: nn.Module) -> Any:
+    """`step(tokens, state)` through the model's compiled step graph on a GPU (what `CapturedStep` records),
+    always called under the options it was compiled with, since Dynamo guards on them: with freezing the
+    weights are constants and the step's attention is `transformer_lm.step_attention`'s fused reductions."""
+    graph = compiled_step_for(model)
 
     def step(tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
-        return graph(tokens, state.key_valid, state.slot, state.position, state.cache.keys, state.cache.values), state
+        with inductor_config.patch(CUDA_INDUCTOR_OPTIONS):
+            logits = graph(tokens, state.key_valid, state.slot, state.position, state.cache.keys, state.cache.values)
+        return logits, state
 
     return step
 

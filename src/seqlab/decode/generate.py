@@ -80,8 +80,9 @@ def generate(model: Any, input_ids: Tensor, attention_mask: Tensor | None = None
              sync_every: int | None = None, compile_step: bool = False, **options: Any) -> GenerateOutput:
     """Generate continuations of `input_ids` (B, T); see the module docstring. `tokenizer` is needed for
     `stop_strings`; `sync_every` overrides how often the host checks for the end (default: every step on
-    CPU, every 16 on CUDA); `compile_step` decodes a TransformerLM on CPU with the Inductor-compiled
-    step (seqlab.decode.compiled: 15-35 s to compile once per model and batch size, then faster steps)."""
+    CPU, every 16 on CUDA); `compile_step` decodes a TransformerLM with the Inductor-compiled step (CPU;
+    on CUDA recorded in the graph; seqlab.decode.compiled: 15-35 s to compile once per model and batch
+    size, then faster steps)."""
     decoding = prepare(model, input_ids, attention_mask, parse_options(options), tokenizer=tokenizer,
                        sync_every=sync_every, compile_step=compile_step)
     opts, d = decoding.opts, decoding
@@ -94,8 +95,7 @@ def generate(model: Any, input_ids: Tensor, attention_mask: Tensor | None = None
         sequences, scores = result.sequences, result.scores
     else:
         sequences, scores = drain(token_steps(decoding)), None
-    first = d.step.first_step_seconds if isinstance(d.step, CompiledStep) else None
-    return GenerateOutput(sequences, scores, first)
+    return GenerateOutput(sequences, scores, getattr(d.step, "first_step_seconds", None))
 
 
 def token_steps(d: Decoding) -> Generator[Tensor, None, Tensor]:

@@ -11,14 +11,15 @@ TransformerLM state is built that way (see `TransformerState`), so it qualifies.
     logits, state = step(tokens, state) # later calls: copy tokens in, replay, read the static logits
 
 With `compiled=True` (`generate(..., compile_step=True)` on a GPU) the step recorded is the one
-Inductor compiled (`seqlab.decode.compiled`, default mode: Triton kernels with the LayerNorms, bias
-adds, GELU and residuals fused), so the graph replays fewer, fused kernels. Compiling happens in the
+Inductor compiled (`seqlab.decode.compiled.cuda_step`, with freezing: Triton kernels with the LayerNorms,
+bias adds, GELU and residuals fused, attention as fused reductions), so the graph replays fewer kernels. Compiling happens in the
 warm-up call; if it fails, the eager step is recorded instead, with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from typing import Any
 
@@ -47,23 +48,6 @@ def sync_interval(device: torch.device, streaming: bool) -> int:
     return 1 if streaming or device.type != "cuda" else SYNC_EVERY_CUDA
 
 
-def _compiled_step(model: Any) -> Any:
-    """The model's Inductor-compiled step, called under the options it was compiled with (Dynamo guards on
-    them): freezing makes the weights constants and the step's attention `transformer_lm.step_attention`'s
-    fused reductions rather than an attention kernel call."""
-    import torch._inductor.config as inductor_config
-
-    from seqlab.decode.compiled import CUDA_INDUCTOR_OPTIONS, compiled_step_for, explicit_step
-
-    inner = explicit_step(compiled_step_for(model))
-
-    def step(tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
-        with inductor_config.patch(CUDA_INDUCTOR_OPTIONS):
-            return inner(tokens, state)
-
-    return step
-
-
 class CapturedStep:
     """`model.step` as a replayed CUDA graph; the state object must stay the same tensors throughout."""
 
@@ -72,7 +56,10 @@ class CapturedStep:
         self.compiled = compiled
         self.forward = model.step  # what is recorded: the model's step, or its Inductor-compiled form
         if compiled:
-            self.forward = _compiled_step(model)
+            from seqlab.decode.compiled import cuda_step
+
+            self.forward = cuda_step(model)
+        self.first_step_seconds: float | None = None  # compiled: the warm-up step, compiling included
         self.calls = 0
         self.eager = False  # set when capture failed
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -87,6 +74,7 @@ class CapturedStep:
             # and (compiled) compiles, for the static input the capture will use: a beam search's tokens are a
             # strided view, and a compiled step would recompile for the contiguous copy during the capture
             self.tokens = tokens.contiguous().clone()  # static input (N,)
+            started = time.perf_counter()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
@@ -100,6 +88,9 @@ class CapturedStep:
                     self.compiled, self.forward = False, self.model.step
                     logits, state = self.forward(self.tokens, state)
             torch.cuda.current_stream().wait_stream(side)
+            if self.compiled:
+                side.synchronize()
+                self.first_step_seconds = time.perf_counter() - started
             return logits, state
         self.tokens.copy_(tokens)
         if self.graph is None:
