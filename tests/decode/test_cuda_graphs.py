@@ -55,6 +55,7 @@ def test_the_captured_step_gives_eager_tokens(pair, prompts):
     eos = int(torch.bincount(generated, minlength=VOCAB).argmax())  # a token greedy decoding really makes
     assert SYNC_EVERY_CUDA < NEW
     for options in (dict(), dict(eos_token_id=eos), dict(do_sample=True, top_k=10, seed=3, eos_token_id=eos),
+                    dict(do_sample=True, top_k=10, top_p=0.9, min_new_tokens=20, seed=4, eos_token_id=eos),
                     dict(num_beams=3, num_return_sequences=2, eos_token_id=eos)):
         options = dict(options, max_new_tokens=NEW, pad_token_id=PAD)
         eager = _eager(ours, ids, mask, **options)

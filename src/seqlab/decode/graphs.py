@@ -9,6 +9,7 @@ TransformerLM state is built that way (see `TransformerState`), so it qualifies.
 
     step = CapturedStep(model)         # call 1: eager (it is also the warm-up); call 2: capture + replay;
     logits, state = step(tokens, state) # later calls: copy tokens in, replay, read the static logits
+    tokens = step.advance(choice, tokens, state, plan)  # the step and the token choice, one graph per plan
 
 With `compiled=True` (`generate(..., compile_step=True)` on a GPU) the step recorded is the one
 Inductor compiled (`seqlab.decode.compiled.cuda_step`, with freezing: Triton kernels with the LayerNorms,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -49,7 +51,11 @@ def sync_interval(device: torch.device, streaming: bool) -> int:
 
 
 class CapturedStep:
-    """`model.step` as a replayed CUDA graph; the state object must stay the same tensors throughout."""
+    """`model.step` as a replayed CUDA graph; the state object must stay the same tensors throughout.
+
+    `advance` records more: the step *and* the choice of the next token, so greedy search and sampling
+    replay one graph per token (the host only draws sampling's random numbers between replays).
+    """
 
     def __init__(self, model: Any, compiled: bool = False):
         self.model = model
@@ -60,53 +66,80 @@ class CapturedStep:
 
             self.forward = cuda_step(model)
         self.first_step_seconds: float | None = None  # compiled: the warm-up step, compiling included
-        self.calls = 0
-        self.eager = False  # set when capture failed
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.recordings: dict[Any, _Recording] = {}
+        self.eager = False  # set when a capture failed
         self.tokens: Tensor | None = None  # static input (N,)
-        self.logits: Tensor | None = None  # static output (N, V)
 
     def __call__(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
-        self.calls += 1
         if self.eager:
             return self.forward(tokens, state)
-        if self.calls == 1:  # unrecorded, on a side stream: a real step that also warms up cuBLAS, the allocator
-            # and (compiled) compiles, for the static input the capture will use: a beam search's tokens are a
-            # strided view, and a compiled step would recompile for the contiguous copy during the capture
-            self.tokens = tokens.contiguous().clone()  # static input (N,)
-            started = time.perf_counter()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                try:
-                    logits, state = self.forward(self.tokens, state)
-                except Exception as e:  # noqa: BLE001 - a compiler failure: compiling runs nothing, the state is intact
-                    if not self.compiled:
-                        raise
-                    warnings.warn(f"compiling the decode step failed, recording it uncompiled: "
-                                  f"{str(e).splitlines()[0]}", stacklevel=2)
-                    self.compiled, self.forward = False, self.model.step
-                    logits, state = self.forward(self.tokens, state)
-            torch.cuda.current_stream().wait_stream(side)
-            if self.compiled:
-                side.synchronize()
-                self.first_step_seconds = time.perf_counter() - started
-            return logits, state
-        self.tokens.copy_(tokens)
-        if self.graph is None:
+        self._set_tokens(tokens)
+        return self._run("step", lambda: self.forward(self.tokens, state)[0]), state
+
+    def advance(self, choice: Callable[[Tensor], Tensor], tokens: Tensor, state: Any, plan: Any) -> Tensor:
+        """The next tokens: `choice(logits)` after the step on `tokens`, both in one graph per `plan` (steps
+        whose choice runs the same kernels on the same tensors share a plan). Returns the static tokens."""
+        if self.eager:
+            return choice(self.forward(tokens, state)[0])
+        self._set_tokens(tokens)
+        return self._run(("choice", plan), lambda: self.tokens.copy_(choice(self.forward(self.tokens, state)[0])))
+
+    def _set_tokens(self, tokens: Tensor) -> None:
+        if self.tokens is None:  # a beam search's tokens are a strided view: the static input is contiguous,
+            self.tokens = tokens.contiguous().clone()  # the one tensor a compiled step ever sees (no recompile)
+        elif tokens.data_ptr() != self.tokens.data_ptr():
+            self.tokens.copy_(tokens)
+
+    def _run(self, key: Any, fn: Callable[[], Tensor]) -> Tensor:
+        recording = self.recordings.get(key)
+        if recording is None:  # unrecorded, on a side stream: a real step that also warms up cuBLAS, the
+            recording = self.recordings[key] = _Recording(fn)  # allocator and (compiled) compiles the step
+            return self._warm_up(fn)
+        if recording.graph is None:
             try:
-                self._capture(state)
+                recording.capture(self.compiled)
             except RuntimeError as e:  # capture runs nothing, so the state is intact: go on eagerly
                 warnings.warn(f"CUDA graph capture failed, decoding without it: {str(e).splitlines()[0]}",
-                              stacklevel=2)
-                self.eager, self.graph = True, None
-                return self.forward(tokens, state)
-        self.graph.replay()
-        return self.logits, state
+                              stacklevel=3)
+                self.eager, self.recordings = True, {}
+                return fn()
+        recording.graph.replay()
+        return recording.out
 
-    def _capture(self, state: Any) -> None:
-        self.graph = torch.cuda.CUDAGraph()
+    def _warm_up(self, fn: Callable[[], Tensor]) -> Tensor:
+        timed = self.compiled and self.first_step_seconds is None
+        started = time.perf_counter()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            try:
+                out = fn()
+            except Exception as e:  # noqa: BLE001 - a compiler failure: compiling runs nothing, the state is intact
+                if not self.compiled:
+                    raise
+                warnings.warn(f"compiling the decode step failed, recording it uncompiled: "
+                              f"{str(e).splitlines()[0]}", stacklevel=4)
+                self.compiled, self.forward = False, self.model.step
+                out = fn()
+        torch.cuda.current_stream().wait_stream(side)
+        if timed:
+            side.synchronize()
+            self.first_step_seconds = time.perf_counter() - started
+        return out
+
+
+class _Recording:
+    """`fn()` — a function of static tensors only — recorded as a CUDA graph; `out` is its static result."""
+
+    def __init__(self, fn: Callable[[], Tensor]):
+        self.fn = fn
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: Tensor | None = None
+
+    def capture(self, compiled: bool) -> None:
+        graph = torch.cuda.CUDAGraph()
         # a compiled step must not compile while recording (that would run CUDA work): fail instead, go eager
-        stance = torch.compiler.set_stance("fail_on_recompile") if self.compiled else contextlib.nullcontext()
-        with stance, torch.cuda.graph(self.graph):  # records without running; the replay that follows runs it
-            self.logits, _ = self.forward(self.tokens, state)
+        stance = torch.compiler.set_stance("fail_on_recompile") if compiled else contextlib.nullcontext()
+        with stance, torch.cuda.graph(graph):  # records without running; the replay that follows runs it
+            self.out = self.fn()
+        self.graph = graph

@@ -3,7 +3,9 @@
 Each is a callable `(input_ids, scores) -> scores`: `input_ids` (N, L) are the tokens so far (prompt
 included, left padding included), `scores` (N, V) the next-token scores — logits for greedy and
 sampling, log-probabilities in beam search. A processor never modifies its input; it returns a new
-tensor. The definitions follow Hugging Face transformers 5.24.0 (`generation/logits_process.py`):
+tensor. `reads_ids` says whether it looks at the tokens themselves; one that looks only at their
+number L says when it acts with `active(L)`. The GPU fast path records the choice of a token in a
+CUDA graph only when no processor reads the tokens, one graph per plan (`ProcessorList.plan`). The definitions follow Hugging Face transformers 5.24.0 (`generation/logits_process.py`):
 
     temperature          s / T
     top-k                s_i -> -inf unless s_i >= the k-th largest score
@@ -30,12 +32,16 @@ NEG_INF = -math.inf
 
 
 class LogitsProcessor(Protocol):
+    reads_ids: bool  # whether the result depends on the tokens so far (not only on their number)
+
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         ...
 
 
 class Temperature:
     """s / T; T < 1 sharpens the distribution, T > 1 flattens it."""
+
+    reads_ids = False
 
     def __init__(self, temperature: float):
         if not temperature > 0:
@@ -48,6 +54,8 @@ class Temperature:
 
 class TopK:
     """Keep the k highest scores (ties with the k-th included), -inf elsewhere."""
+
+    reads_ids = False
 
     def __init__(self, top_k: int, min_tokens_to_keep: int = 1):
         if top_k < 1:
@@ -62,6 +70,8 @@ class TopK:
 
 class TopP:
     """Nucleus filtering: keep the smallest set of most likely tokens with probability mass > p."""
+
+    reads_ids = False
 
     def __init__(self, top_p: float, min_tokens_to_keep: int = 1):
         if not 0.0 < top_p <= 1.0:
@@ -80,6 +90,8 @@ class TopP:
 
 class MinP:
     """Drop tokens less likely than `min_p` times the most likely one (Nguyen et al. 2024)."""
+
+    reads_ids = False
 
     def __init__(self, min_p: float, min_tokens_to_keep: int = 1):
         if not 0.0 <= min_p <= 1.0:
@@ -101,6 +113,8 @@ class RepetitionPenalty:
     `ignore_prefix` (N,) skips the first positions of each row — the left padding, as HF does with
     the attention mask — so pad tokens are not penalised.
     """
+
+    reads_ids = True
 
     def __init__(self, penalty: float, ignore_prefix: Tensor | None = None):
         if not penalty > 0:
@@ -127,6 +141,8 @@ class NoRepeatNGram:
     its own last token.
     """
 
+    reads_ids = True
+
     def __init__(self, ngram_size: int):
         if ngram_size < 1:
             raise ValueError(f"no_repeat_ngram_size must be >= 1, got {ngram_size}")
@@ -148,13 +164,18 @@ class NoRepeatNGram:
 class MinNewTokens:
     """EOS -> -inf until `min_new_tokens` tokens follow the prompt of length `prompt_length`."""
 
+    reads_ids = False
+
     def __init__(self, prompt_length: int, min_new_tokens: int, eos_token_ids: Sequence[int]):
         self.prompt_length = prompt_length
         self.min_new_tokens = min_new_tokens
         self.eos = torch.tensor(list(eos_token_ids), dtype=torch.long)
 
+    def active(self, length: int) -> bool:
+        return length - self.prompt_length < self.min_new_tokens
+
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        if input_ids.shape[-1] - self.prompt_length >= self.min_new_tokens:
+        if not self.active(input_ids.shape[-1]):
             return scores
         if self.eos.device != scores.device:
             self.eos = self.eos.to(scores.device)
@@ -163,6 +184,8 @@ class MinNewTokens:
 
 class SuppressTokens:
     """Never generate these tokens: their scores become -inf (HF's SuppressTokensLogitsProcessor)."""
+
+    reads_ids = False
 
     def __init__(self, token_ids: Sequence[int]):
         self.ids = sorted({int(t) for t in token_ids})
@@ -192,6 +215,7 @@ class BadWords:
             if len(seq) > 1:
                 self.by_prefix_length.setdefault(len(seq) - 1, []).append(seq)
         self.max_id = max(t for seq in unique for t in seq) if unique else -1
+        self.reads_ids = bool(self.by_prefix_length)  # single-token bans alone do not look at the tokens
         self._tensors: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
 
     def _group(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -220,12 +244,17 @@ class BadWords:
 class ForcedEOS:
     """At the last position before `max_length` (prompt included), force an EOS: 0 on EOS, -inf elsewhere."""
 
+    reads_ids = False
+
     def __init__(self, max_length: int, eos_token_ids: Sequence[int]):
         self.max_length = max_length
         self.eos = list(eos_token_ids)
 
+    def active(self, length: int) -> bool:
+        return length == self.max_length - 1
+
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        if input_ids.shape[-1] != self.max_length - 1:
+        if not self.active(input_ids.shape[-1]):
             return scores
         out = torch.full_like(scores, NEG_INF)
         out[:, self.eos] = 0.0
@@ -239,3 +268,13 @@ class ProcessorList(list):
         for processor in self:
             scores = processor(input_ids, scores)
         return scores
+
+    @property
+    def reads_ids(self) -> bool:
+        """Whether any processor looks at the tokens so far (a processor without the flag is assumed to)."""
+        return any(getattr(p, "reads_ids", True) for p in self)
+
+    def plan(self, length: int) -> tuple[bool, ...]:
+        """Which length-dependent processors act after `length` tokens: steps with equal plans (and no
+        processor reading the tokens) run the same kernels on the same tensors."""
+        return tuple(p.active(length) for p in self if hasattr(p, "active"))

@@ -24,6 +24,53 @@ from seqlab.decode.processors import ProcessorList
 StepFn = Callable[[Tensor, Any], tuple[Tensor, Any]]
 
 
+class Choice:
+    """One step's token choice and its bookkeeping, written in place into tensors made once per decoding.
+
+    Nothing in a call waits for the device or allocates a tensor it keeps, so on a GPU a CUDA graph can
+    record the choice together with the model's step (`CapturedStep.advance`) and replay both per token.
+    The loop moves `length` (the host's count of tokens so far, prompt included); the processors see the
+    sequences cut to it. Sampling's random draws are made outside, by `draw()`, before each choice.
+    """
+
+    def __init__(self, prefix: Tensor, max_new_tokens: int, processors: ProcessorList, eos_ids: list[int],
+                 fill_id: int | None, do_sample: bool, generator: torch.Generator | None, can_finish: bool):
+        N, P = prefix.shape
+        device = prefix.device
+        self.sequences = prefix.new_full((N, P + max_new_tokens), 0 if fill_id is None else fill_id)
+        self.sequences[:, :P] = prefix
+        self.length = P  # host: tokens per row so far, prompt included
+        self.column = torch.tensor([P], device=device)  # device: the column the next token goes to
+        self.unfinished = torch.ones(N, dtype=torch.bool, device=device)
+        self.generated = torch.zeros(N, dtype=torch.long, device=device)  # tokens each row made until it finished
+        self.eos = torch.tensor(eos_ids, device=device) if eos_ids else None
+        self.fill = None if fill_id is None else torch.tensor(fill_id, device=device)
+        self.processors, self.do_sample, self.generator = processors, do_sample, generator
+        self.can_finish = can_finish
+        self.noise: Tensor | None = None  # (N, V) Exp(1) draws for the next choice
+
+    def draw(self, logits: Tensor) -> None:
+        """Sampling: the next choice's exponential draws (what `torch.empty_like(scores).exponential_` takes)."""
+        if self.do_sample:
+            if self.noise is None:
+                self.noise = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
+            self.noise.exponential_(1.0, generator=self.generator)
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        """logits (N, V) -> this step's tokens (N,), written at `column`; rows that had finished get `fill`."""
+        scores = self.processors(self.sequences[:, :self.length], logits.float())  # (N, V)
+        tokens = race(scores, self.noise) if self.do_sample else scores.argmax(dim=-1)  # (N,)
+        if self.can_finish:
+            if self.fill is not None:
+                tokens = torch.where(self.unfinished, tokens, self.fill)
+            self.generated += self.unfinished
+        self.sequences.index_copy_(1, self.column, tokens[:, None])
+        self.column += 1
+        if self.eos is not None:
+            self.unfinished &= ~(tokens[:, None] == self.eos).any(dim=-1)
+        return tokens
+
+
 @torch.no_grad()
 def sample_tokens(step: StepFn, prefix: Tensor, logits: Tensor, state: Any, *, max_new_tokens: int,
                   processors: ProcessorList, eos_ids: list[int], fill_id: int | None, do_sample: bool,
@@ -32,37 +79,33 @@ def sample_tokens(step: StepFn, prefix: Tensor, logits: Tensor, state: Any, *, m
     """Yield each step's tokens (N,); return the sequences (N, P + generated), prompt (`prefix` (N, P)) first.
 
     `logits` (N, V) and `state` are what the model's prefill gave for the prefix; `step` is `model.step`
-    (or its captured CUDA graph).
+    (or its captured CUDA graph). A yielded tensor is valid until the next step (it may be reused).
+    When `step` can record the choice with it (`advance`: the GPU fast path) and no processor reads the
+    tokens so far, each later token is one replayed graph: the model's step, the processors, the choice.
     """
-    N, P = prefix.shape
-    device = prefix.device
-    sequences = prefix.new_full((N, P + max_new_tokens), 0 if fill_id is None else fill_id)
-    sequences[:, :P] = prefix
-    unfinished = torch.ones(N, dtype=torch.bool, device=device)
-    generated = torch.zeros(N, dtype=torch.long, device=device)  # tokens each row made until it finished
-    eos = torch.tensor(eos_ids, device=device) if eos_ids else None
-    fill = None if fill_id is None else torch.tensor(fill_id, device=device)
-    can_finish = eos is not None or stop is not None
+    can_finish = bool(eos_ids) or stop is not None
+    choice = Choice(prefix, max_new_tokens, processors, eos_ids, fill_id, do_sample, generator, can_finish)
+    fused = getattr(step, "advance", None) if stop is None and not processors.reads_ids else None
     for t in range(max_new_tokens):
-        scores = processors(sequences[:, :P + t], logits.float())  # (N, V)
-        tokens = sample(scores, generator) if do_sample else scores.argmax(dim=-1)  # (N,)
-        if can_finish:
-            if fill is not None:
-                tokens = torch.where(unfinished, tokens, fill)
-            generated += unfinished
-        sequences[:, P + t] = tokens
-        if eos is not None:
-            unfinished &= ~torch.isin(tokens, eos)
+        choice.draw(logits)
+        if t == 0 or fused is None:
+            tokens = choice(logits)
+        else:  # the model's step on the last tokens, then this choice: one graph per processor plan
+            tokens = fused(choice, tokens, state, processors.plan(choice.length))
+        choice.length += 1
         if stop is not None:
-            unfinished &= ~stop(sequences[:, :P + t + 1])
+            choice.unfinished &= ~stop(choice.sequences[:, :choice.length])
         yield tokens
-        if t + 1 == max_new_tokens or (can_finish and (t + 1) % sync_every == 0 and not bool(unfinished.any())):
+        if t + 1 == max_new_tokens or (can_finish and (t + 1) % sync_every == 0 and not bool(choice.unfinished.any())):
             break
-        logits, state = step(tokens, state)
-    return sequences[:, :P + int(generated.max())] if can_finish else sequences
+        if fused is None:
+            logits, state = step(tokens, state)
+    if can_finish:
+        return choice.sequences[:, :prefix.shape[1] + int(choice.generated.max())]
+    return choice.sequences
 
 
-def sample(scores: Tensor, generator: torch.Generator | None) -> Tensor:
-    """One token per row from softmax(scores) (N, V) -> (N,), by the exponential race (see the module docstring)."""
-    race = torch.empty_like(scores).exponential_(1.0, generator=generator).clamp_(min=torch.finfo(scores.dtype).tiny)
-    return scores.softmax(dim=-1).div_(race).argmax(dim=-1)
+def race(scores: Tensor, noise: Tensor) -> Tensor:
+    """One token per row from softmax(scores) (N, V) -> (N,), given Exp(1) draws `noise` (N, V): the
+    exponential race of the module docstring."""
+    return scores.softmax(dim=-1).div_(noise.clamp(min=torch.finfo(scores.dtype).tiny)).argmax(dim=-1)

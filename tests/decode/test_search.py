@@ -1,0 +1,120 @@
+"""Greedy / sampling loop (seqlab.decode.search): the token choice a CUDA graph records with the step.
+
+On a GPU, `CapturedStep.advance` records the model's step and `Choice` in one graph per processor plan and
+replays it: the Python in between does not run again, so the choice must not depend on host values that
+change from step to step, and must never wait for the device. `ReplayLike` is a CPU stand-in with the
+replay's one host-visible difference: each plan's choice sees the host `length` of its first call.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from seqlab.decode import generate
+from seqlab.decode.processors import (
+    BadWords,
+    ForcedEOS,
+    MinNewTokens,
+    ProcessorList,
+    RepetitionPenalty,
+    TopK,
+    TopP,
+)
+from seqlab.decode.search import Choice
+from seqlab.models.transformer_lm import TransformerLM
+
+generate_module = importlib.import_module("seqlab.decode.generate")  # the module, not the function it exports
+VOCAB, EOS, PAD = 13, 2, 1
+
+
+class ReplayLike:
+    """The CUDA graph path's host logic on a CPU: `advance` runs step + choice, with `length` frozen per plan."""
+
+    instances: list[ReplayLike] = []
+
+    def __init__(self, model, compiled=False):
+        self.model, self.frozen, self.advances = model, {}, 0
+        ReplayLike.instances.append(self)
+
+    def __call__(self, tokens, state):
+        return self.model.step(tokens, state)
+
+    def advance(self, choice, tokens, state, plan):
+        self.advances += 1
+        live, choice.length = choice.length, self.frozen.setdefault(plan, choice.length)
+        try:
+            return choice(self.model.step(tokens, state)[0])
+        finally:
+            choice.length = live
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TransformerLM(VOCAB, n_layer=2, n_head=2, n_embd=16, context_length=40).eval()
+
+
+@pytest.fixture
+def replayed(monkeypatch):
+    ReplayLike.instances.clear()
+    monkeypatch.setattr(generate_module, "use_fast_path", lambda *args: True)
+    monkeypatch.setattr(generate_module, "CapturedStep", ReplayLike)
+    return ReplayLike.instances
+
+
+@pytest.mark.parametrize("options", [
+    dict(do_sample=True, top_k=5, top_p=0.9, min_new_tokens=20, eos_token_id=EOS, seed=0),  # bench/decode.py's
+    dict(do_sample=True, temperature=0.7, min_p=0.05, min_new_tokens=6, eos_token_id=EOS, seed=1),  # two plans
+    dict(eos_token_id=EOS, pad_token_id=PAD),  # greedy, rows finish at EOS and are filled
+    dict(eos_token_id=EOS, forced_eos_token_id=EOS, pad_token_id=PAD),  # a plan for the last step only
+    dict(do_sample=True, bad_words_ids=[[3], [4]], suppress_tokens=[5], seed=2, eos_token_id=EOS),
+])
+@pytest.mark.parametrize("sync_every", [1, 16])
+def test_the_recorded_choice_gives_the_loops_tokens(model, replayed, options, sync_every):
+    prompts = torch.randint(3, VOCAB, (4, 5), generator=torch.Generator().manual_seed(5))
+    options = dict(options, max_new_tokens=20)
+    with pytest.MonkeyPatch.context() as plain:  # the loop calling model.step, choosing outside any graph
+        plain.setattr(generate_module, "use_fast_path", lambda *args: False)
+        expected = generate(model, prompts, sync_every=sync_every, **options).sequences
+    out = generate(model, prompts, sync_every=sync_every, **options).sequences
+    assert torch.equal(out, expected)
+    assert replayed[-1].advances > 0  # every token after the first went through advance
+
+
+def test_processors_that_read_the_tokens_keep_the_step_apart(model, replayed):
+    prompts = torch.randint(3, VOCAB, (2, 5), generator=torch.Generator().manual_seed(6))
+    for options in (dict(repetition_penalty=1.3), dict(no_repeat_ngram_size=2), dict(bad_words_ids=[[3, 4]])):
+        generate(model, prompts, max_new_tokens=6, **options)
+        assert replayed[-1].advances == 0, options
+
+
+def test_the_choice_never_waits_for_the_device(model):
+    """Dynamo traces the whole choice as one graph (fullgraph): no .item(), no data-dependent shape, no sync."""
+    torch.manual_seed(3)
+    logits = torch.randn(4, VOCAB) * 3
+    processors = ProcessorList([MinNewTokens(5, 10, [EOS]), TopK(5), TopP(0.9), BadWords([[7]])])
+    prefix = torch.randint(3, VOCAB, (4, 5))
+    choices = [Choice(prefix, 8, processors, [EOS], PAD, True, torch.Generator().manual_seed(0), True)
+               for _ in range(2)]
+    traced = torch.compile(choices[1].__call__, fullgraph=True, backend="eager")
+    for _ in range(3):
+        for choice in choices:
+            choice.draw(logits)
+        assert torch.equal(traced(logits), choices[0](logits))
+        for choice in choices:
+            choice.length += 1
+    assert torch.equal(choices[0].sequences, choices[1].sequences)
+    assert torch.equal(choices[0].generated, choices[1].generated)
+
+
+def test_processor_plans():
+    processors = ProcessorList([TopK(3), MinNewTokens(4, 2, [EOS]), ForcedEOS(10, [EOS])])
+    assert not processors.reads_ids
+    assert [processors.plan(n) for n in (4, 5, 6, 8, 9)] == [(True, False), (True, False), (False, False),
+                                                              (False, False), (False, True)]
+    assert ProcessorList([RepetitionPenalty(1.2)]).reads_ids
+    assert ProcessorList([BadWords([[3, 4]])]).reads_ids and not ProcessorList([BadWords([[3]])]).reads_ids
+    assert ProcessorList([lambda ids, scores: scores]).reads_ids  # undeclared: assumed to read them
