@@ -38,6 +38,20 @@ class LogitsProcessor(Protocol):
         ...
 
 
+class TokenIds:
+    """Token ids as an index tensor on each device they are used on, made at the first use there (eager:
+    a CUDA graph records a step only after it ran once) — never copied from the host inside a graph."""
+
+    def __init__(self, ids: Sequence[int]):
+        self.ids = [int(t) for t in ids]
+        self._on: dict[torch.device, Tensor] = {}
+
+    def on(self, device: torch.device) -> Tensor:
+        if device not in self._on:
+            self._on[device] = torch.tensor(self.ids, dtype=torch.long, device=device)
+        return self._on[device]
+
+
 class Temperature:
     """s / T; T < 1 sharpens the distribution, T > 1 flattens it."""
 
@@ -169,7 +183,7 @@ class MinNewTokens:
     def __init__(self, prompt_length: int, min_new_tokens: int, eos_token_ids: Sequence[int]):
         self.prompt_length = prompt_length
         self.min_new_tokens = min_new_tokens
-        self.eos = torch.tensor(list(eos_token_ids), dtype=torch.long)
+        self.eos = TokenIds(eos_token_ids)
 
     def active(self, length: int) -> bool:
         return length - self.prompt_length < self.min_new_tokens
@@ -177,9 +191,7 @@ class MinNewTokens:
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         if not self.active(input_ids.shape[-1]):
             return scores
-        if self.eos.device != scores.device:
-            self.eos = self.eos.to(scores.device)
-        return scores.index_fill(-1, self.eos, NEG_INF)
+        return scores.index_fill(-1, self.eos.on(scores.device), NEG_INF)
 
 
 class SuppressTokens:
@@ -188,15 +200,12 @@ class SuppressTokens:
     reads_ids = False
 
     def __init__(self, token_ids: Sequence[int]):
-        self.ids = sorted({int(t) for t in token_ids})
-        self._index: dict[torch.device, Tensor] = {}
+        self.ids = TokenIds(sorted({int(t) for t in token_ids}))
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        if self.ids and self.ids[-1] >= scores.shape[-1]:
+        if self.ids.ids and self.ids.ids[-1] >= scores.shape[-1]:
             raise ValueError(f"suppress_tokens hold a token id outside the vocabulary (size {scores.shape[-1]})")
-        if scores.device not in self._index:
-            self._index[scores.device] = torch.tensor(self.ids, dtype=torch.long, device=scores.device)
-        return scores.index_fill(-1, self._index[scores.device], NEG_INF)
+        return scores.index_fill(-1, self.ids.on(scores.device), NEG_INF)
 
 
 class BadWords:
@@ -209,7 +218,7 @@ class BadWords:
             raise ValueError(f"bad_words_ids must be non-empty lists of token ids >= 0, got {bad_words_ids}")
         eos = [[e] for e in eos_token_ids]
         unique = list(dict.fromkeys(tuple(int(t) for t in seq) for seq in bad_words_ids if list(seq) not in eos))
-        self.single = [seq[0] for seq in unique if len(seq) == 1]
+        self.single = TokenIds(seq[0] for seq in unique if len(seq) == 1)
         self.by_prefix_length: dict[int, list[tuple[int, ...]]] = {}
         for seq in unique:
             if len(seq) > 1:
@@ -231,7 +240,7 @@ class BadWords:
         if self.max_id >= V:
             raise ValueError(f"bad_words_ids hold a token id outside the vocabulary (size {V})")
         hits = scores.new_zeros(scores.shape)  # (N, V): how many bans hit each token
-        hits[:, self.single] = 1.0
+        hits.index_fill_(1, self.single.on(scores.device), 1.0)
         for n in self.by_prefix_length:
             if n > input_ids.shape[1]:
                 continue
@@ -248,7 +257,7 @@ class ForcedEOS:
 
     def __init__(self, max_length: int, eos_token_ids: Sequence[int]):
         self.max_length = max_length
-        self.eos = list(eos_token_ids)
+        self.eos = TokenIds(eos_token_ids)
 
     def active(self, length: int) -> bool:
         return length == self.max_length - 1
@@ -256,9 +265,7 @@ class ForcedEOS:
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         if not self.active(input_ids.shape[-1]):
             return scores
-        out = torch.full_like(scores, NEG_INF)
-        out[:, self.eos] = 0.0
-        return out
+        return torch.full_like(scores, NEG_INF).index_fill_(-1, self.eos.on(scores.device), 0.0)
 
 
 class ProcessorList(list):
