@@ -62,3 +62,42 @@ class ScriptLM(torch.nn.Module):
 
     def reorder_state(self, state: Tensor, index: Tensor) -> Tensor:
         return state.index_select(0, index)
+
+
+class ReplayLike:
+    """The GPU fast path's host logic on a CPU (a stand-in for `seqlab.decode.graphs.CapturedStep`).
+
+    A CUDA graph records `advance`'s step + choice once per plan and replays its kernels: the Python in
+    between does not run again, so whatever the choice reads on the host is what it read when recorded.
+    `advance` here runs step + choice eagerly, but with the host's `length` frozen at the plan's first
+    call, the one host value the choice reads that changes from step to step.
+    """
+
+    instances: list[ReplayLike] = []
+
+    def __init__(self, model, compiled=False):
+        self.model, self.frozen, self.advances = model, {}, 0
+        ReplayLike.instances.append(self)
+
+    def __call__(self, tokens, state):
+        return self.model.step(tokens, state)
+
+    def advance(self, choice, tokens, state, plan):
+        self.advances += 1
+        owner = choice.__self__ if hasattr(choice, "__self__") else choice  # Beams.choose or a Choice
+        live, owner.length = owner.length, self.frozen.setdefault(plan, owner.length)
+        try:
+            return choice(self.model.step(tokens, state)[0])
+        finally:
+            owner.length = live
+
+
+def replay_fast_path(monkeypatch) -> list[ReplayLike]:
+    """Make generate() take the GPU fast path on a CPU with ReplayLike steps; returns the steps it makes."""
+    import importlib
+
+    generate_module = importlib.import_module("seqlab.decode.generate")  # the module, not the function
+    ReplayLike.instances.clear()
+    monkeypatch.setattr(generate_module, "use_fast_path", lambda *args: True)
+    monkeypatch.setattr(generate_module, "CapturedStep", ReplayLike)
+    return ReplayLike.instances

@@ -11,9 +11,11 @@ import math
 
 import pytest
 import torch
-from decode_fakes import EOS, PAD, A, B, C, MarkovLM
+from decode_fakes import EOS, PAD, A, B, C, MarkovLM, replay_fast_path
 
 from seqlab.decode import generate
+from seqlab.decode.beam import LengthPenalty
+from seqlab.models.transformer_lm import TransformerLM
 
 L = math.log
 
@@ -112,3 +114,33 @@ def test_check_every_k_steps_gives_the_same_result():
                         pad_token_id=PAD, early_stopping=es, length_penalty=3.0, num_return_sequences=2, sync_every=8)
         assert torch.equal(ref.sequences, lazy.sequences)
         assert torch.equal(ref.sequences_scores, lazy.sequences_scores)
+
+
+@pytest.mark.parametrize("options", [
+    dict(length_penalty=2.0, early_stopping=True, num_return_sequences=2),
+    dict(length_penalty=0.5, early_stopping=False, min_new_tokens=5),  # two processor plans
+    dict(length_penalty=1.0, early_stopping="never", forced_eos_token_id=EOS, suppress_tokens=[3]),
+])
+def test_the_recorded_step_gives_the_loops_beams(monkeypatch, options):
+    """The GPU fast path records each step's choice with the model's step (`Beams.choose`); replayed with
+    the host's length frozen per plan (decode_fakes.ReplayLike) it gives the plain loop's beams and scores."""
+    torch.manual_seed(0)
+    model = TransformerLM(9, n_layer=2, n_head=2, n_embd=16, context_length=40).eval()
+    prompts = torch.randint(2, 9, (3, 4), generator=torch.Generator().manual_seed(1))
+    options = dict(options, num_beams=3, max_new_tokens=24, eos_token_id=EOS, pad_token_id=PAD)
+    plain = generate(model, prompts, **options)
+    steps = replay_fast_path(monkeypatch)
+    fast = generate(model, prompts, sync_every=8, **options)
+    assert steps[-1].advances > 0
+    assert torch.equal(fast.sequences, plain.sequences)
+    assert torch.equal(fast.sequences_scores, plain.sequences_scores)
+
+
+def test_the_length_penalty_table_is_hfs_arithmetic():
+    """HF divides by the Python number n ** lp; the table (for a length held on the device) gives the same bits."""
+    scores = torch.randn(64, 8) * 20
+    for lp in (0.5, 1.0, 2.0, -0.7):
+        penalty = LengthPenalty(lp, 50, torch.device("cpu"))
+        for n in (1, 2, 7, 50):
+            assert torch.equal(penalty(scores, torch.tensor([n])), scores / (n ** lp))
+            assert torch.equal(penalty(scores, n), scores / (n ** lp))

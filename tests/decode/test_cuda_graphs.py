@@ -1,6 +1,6 @@
 """The GPU fast path (seqlab.decode.graphs): the captured CUDA-graph step (the model's, or compiled by
-Inductor), checked for the end every 16 tokens, gives the tokens of eager decoding checked every token,
-and of HF generate(). Needs a GPU.
+Inductor) recorded with the token choice (greedy, sampling, beam search), checked for the end every 16
+tokens, gives the tokens of eager decoding checked every token, and of HF generate(). Needs a GPU.
 
 The GPT-2 weights have a large spread (initializer_range 0.5) so that rounding differences between
 kernels cannot flip an argmax or a beam ranking.
@@ -56,7 +56,8 @@ def test_the_captured_step_gives_eager_tokens(pair, prompts):
     assert SYNC_EVERY_CUDA < NEW
     for options in (dict(), dict(eos_token_id=eos), dict(do_sample=True, top_k=10, seed=3, eos_token_id=eos),
                     dict(do_sample=True, top_k=10, top_p=0.9, min_new_tokens=20, seed=4, eos_token_id=eos),
-                    dict(num_beams=3, num_return_sequences=2, eos_token_id=eos)):
+                    dict(num_beams=3, num_return_sequences=2, eos_token_id=eos),
+                    dict(num_beams=4, length_penalty=2.0, min_new_tokens=20, eos_token_id=eos)):
         options = dict(options, max_new_tokens=NEW, pad_token_id=PAD)
         eager = _eager(ours, ids, mask, **options)
         for compiled in (False, True):  # the recorded step: the model's, or Inductor's compiled form of it

@@ -2,8 +2,8 @@
 
 On a GPU, `CapturedStep.advance` records the model's step and `Choice` in one graph per processor plan and
 replays it: the Python in between does not run again, so the choice must not depend on host values that
-change from step to step, and must never wait for the device. `ReplayLike` is a CPU stand-in with the
-replay's one host-visible difference: each plan's choice sees the host `length` of its first call.
+change from step to step, and must never wait for the device. `decode_fakes.ReplayLike` is a CPU stand-in
+with the replay's one host-visible difference: each plan's choice sees the host `length` of its first call.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import importlib
 
 import pytest
 import torch
+from decode_fakes import replay_fast_path
 
 from seqlab.decode import generate
 from seqlab.decode.processors import (
@@ -30,27 +31,6 @@ generate_module = importlib.import_module("seqlab.decode.generate")  # the modul
 VOCAB, EOS, PAD = 13, 2, 1
 
 
-class ReplayLike:
-    """The CUDA graph path's host logic on a CPU: `advance` runs step + choice, with `length` frozen per plan."""
-
-    instances: list[ReplayLike] = []
-
-    def __init__(self, model, compiled=False):
-        self.model, self.frozen, self.advances = model, {}, 0
-        ReplayLike.instances.append(self)
-
-    def __call__(self, tokens, state):
-        return self.model.step(tokens, state)
-
-    def advance(self, choice, tokens, state, plan):
-        self.advances += 1
-        live, choice.length = choice.length, self.frozen.setdefault(plan, choice.length)
-        try:
-            return choice(self.model.step(tokens, state)[0])
-        finally:
-            choice.length = live
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -59,10 +39,7 @@ def model():
 
 @pytest.fixture
 def replayed(monkeypatch):
-    ReplayLike.instances.clear()
-    monkeypatch.setattr(generate_module, "use_fast_path", lambda *args: True)
-    monkeypatch.setattr(generate_module, "CapturedStep", ReplayLike)
-    return ReplayLike.instances
+    return replay_fast_path(monkeypatch)
 
 
 @pytest.mark.parametrize("options", [

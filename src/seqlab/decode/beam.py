@@ -47,9 +47,29 @@ def _pick(t: Tensor, index: Tensor) -> Tensor:
     return t.reshape(B * K, *t.shape[2:]).index_select(0, flat).view(*index.shape, *t.shape[2:])
 
 
+class LengthPenalty:
+    """score / n ** lp for a generated length n held on the device (a CUDA graph replays one step for
+    every n), with HF's arithmetic to the bit: HF divides by the Python number n ** lp, which the CPU does
+    as a float32 division and CUDA as a multiplication by its float32 reciprocal (taken on the host); a
+    table over n reproduces both."""
+
+    def __init__(self, length_penalty: float, max_length: int, device: torch.device):
+        self.length_penalty = length_penalty
+        table = torch.tensor([float(max(n, 1)) ** length_penalty for n in range(max_length + 1)])  # (n_max + 1,)
+        self.multiply = device.type == "cuda"
+        self.table = (1.0 / table if self.multiply else table).to(device)
+
+    def __call__(self, scores: Tensor, n: Tensor | int) -> Tensor:
+        """scores (B, J) at generated length n: a Python int (the same at every step) or a (1,) long tensor."""
+        if isinstance(n, int):
+            return scores / (n ** self.length_penalty)
+        factor = self.table.index_select(0, n)  # (1,)
+        return scores * factor if self.multiply else scores / factor
+
+
 @dataclass
 class Finished:
-    """The best `num_beams` finished hypotheses per input (placeholders score NEG until filled)."""
+    """The best `num_beams` finished hypotheses per input (placeholders score NEG until filled), in place."""
 
     sequences: Tensor  # (B, nb, L)
     scores: Tensor  # (B, nb) length-penalised
@@ -63,22 +83,124 @@ class Finished:
                    torch.zeros(B, nb, dtype=torch.long, device=running.device),
                    torch.zeros(B, nb, dtype=torch.bool, device=running.device))
 
-    def offer(self, cand_seqs: Tensor, cand_scores: Tensor, offered: Tensor, length: int, length_penalty: float,
+    def offer(self, cand_seqs: Tensor, cand_scores: Tensor, offered: Tensor, length: Tensor, penalty: LengthPenalty,
               closed: tuple[Tensor, ...]) -> None:
         """Merge the offered candidates (B, K), scored score / length ** lp, except for inputs `closed` (B, 1).
 
         The additions of NEG follow HF's arithmetic exactly, so ties resolve as they do there.
         """
-        penalised = cand_scores / (length ** length_penalty)
+        penalised = penalty(cand_scores, length)
         for block in closed:
             penalised += block.to(torch.float32) * NEG
         penalised += (~offered) * NEG
         merged = torch.cat((self.scores, penalised), dim=1)  # (B, nb + K)
         best = torch.topk(merged, self.scores.shape[1]).indices  # (B, nb)
-        self.sequences = _pick(torch.cat((self.sequences, cand_seqs), dim=1), best)
-        self.scores = merged.gather(1, best)
-        self.lengths = torch.cat((self.lengths, torch.full_like(offered, length, dtype=torch.long)), 1).gather(1, best)
-        self.flags = torch.cat((self.flags, offered), dim=1).gather(1, best)
+        self.sequences.copy_(_pick(torch.cat((self.sequences, cand_seqs), dim=1), best))
+        self.scores.copy_(merged.gather(1, best))
+        self.lengths.copy_(torch.cat((self.lengths, length.expand(offered.shape)), 1).gather(1, best))
+        self.flags.copy_(torch.cat((self.flags, offered), dim=1).gather(1, best))
+
+
+class Beams:
+    """The search's hypotheses, advanced one token by `choose(logits)`: steps 1-4 of the module docstring,
+    then the model's state reordered to the new running beams.
+
+    Every tensor the host reads afterwards is updated in place, and a call never waits for the device
+    when the host checks for the end only every few steps (`sync_every` > 1), so on a GPU a CUDA graph
+    records `choose` with the model's step (`CapturedStep.advance`). The loop moves `length` (the host's
+    tokens per row so far); `column` is its device copy, which the recorded kernels read.
+    """
+
+    def __init__(self, prefix: Tensor, state: Any, reorder: Callable[[Any, Tensor], Any], *, num_beams: int,
+                 max_new_tokens: int, processors: ProcessorList, eos_ids: list[int], fill_id: int | None,
+                 length_penalty: float, early_stopping: bool | str, do_sample: bool,
+                 generator: torch.Generator | None, stop: Callable[[Tensor], Tensor] | None, sync_every: int):
+        N, P = prefix.shape
+        B, nb, device = N // num_beams, num_beams, prefix.device
+        self.B, self.nb, self.P, self.max_length = B, nb, P, P + max_new_tokens
+        self.K = max(2, 1 + len(eos_ids)) * nb
+        self.top_nb = torch.arange(self.K, device=device) < nb  # (K,)
+        self.eos = torch.tensor(eos_ids, device=device) if eos_ids else None
+        self.beam_offset = torch.arange(B, device=device)[:, None] * nb  # (B, 1)
+        self.processors, self.do_sample, self.generator, self.stop = processors, do_sample, generator, stop
+        self.early_stopping, self.sync_every = early_stopping, sync_every
+        self.state, self.reorder = state, reorder
+        self.penalty = LengthPenalty(length_penalty, max_new_tokens, device)
+        # HF's "can a running beam still win" heuristic assumes the longest length in one case
+        self.best_length = max_new_tokens if early_stopping == "never" and length_penalty > 0.0 else None
+
+        self.running = prefix.new_full((B, nb, self.max_length), 0 if fill_id is None else fill_id)
+        self.running[:, :, :P] = prefix.view(B, nb, P)
+        self.running_scores = torch.zeros(B, nb, device=device)
+        self.running_scores[:, 1:] = NEG  # all beams start equal: let only the first one expand at step 1
+        self.finished = Finished.empty(self.running)
+        self.can_improve = torch.ones(B, 1, dtype=torch.bool, device=device)
+        self.all_hit = torch.zeros((), dtype=torch.bool, device=device)  # every candidate of the last step hit
+        self.length = P  # host: tokens per row so far
+        self.column = torch.tensor([P], device=device)  # device: the column this step writes
+        self.tokens = prefix.new_zeros(N)  # (N,) the tokens just chosen, the next step's input
+
+    def choose(self, logits: Tensor) -> Tensor:
+        """logits (B * nb, V) after the running beams -> the next running beams' last tokens (N,)."""
+        B, nb, L = self.B, self.nb, self.max_length
+        last = self.length + 1 == L
+        # 1. the K best (or sampled) candidates over all beams x tokens
+        log_probs = self.processors(self.running.view(B * nb, L)[:, :self.length],
+                                    torch.log_softmax(logits.float(), dim=-1))
+        V = log_probs.shape[-1]
+        totals = (log_probs.view(B, nb, V) + self.running_scores[:, :, None]).view(B, nb * V)
+        cand_scores, cand = _candidates(totals, self.K, self.do_sample, self.generator)  # (B, K)
+        parent, tokens = cand // V, cand % V  # beam index within the input, token id
+        cand_seqs = _pick(self.running, parent)  # (B, K, L)
+        cand_seqs.index_copy_(2, self.column, tokens[:, :, None])
+        hits = self._hits(cand_seqs, tokens, last)  # (B, K)
+
+        # 2. next running beams: the best candidates that did not hit
+        alive_scores = cand_scores + hits.to(torch.float32) * NEG
+        keep = torch.topk(alive_scores, nb).indices  # (B, nb)
+        self.running.copy_(_pick(cand_seqs, keep))
+        self.running_scores.copy_(alive_scores.gather(1, keep))
+        beam_idx = (parent.gather(1, keep) + self.beam_offset).view(B * nb)
+
+        # 3. the top-nb hitting candidates may enter the finished list (when the host syncs every step
+        #    anyway, skip the merge on the many steps where nothing finishes)
+        generated = self.column + 1 - self.P  # (1,) tokens generated, this one included
+        offered = hits & self.top_nb[None, :]
+        if self.sync_every > 1 or bool(offered.any()):
+            full = self.finished.flags.all(dim=-1, keepdim=True) & (self.early_stopping is True)
+            self.finished.offer(cand_seqs, cand_scores, offered, generated, self.penalty, (full, ~self.can_improve))
+
+        # 4. can any running beam still beat the worst finished hypothesis?
+        best_running = self.penalty(self.running_scores[:, :1],
+                                    generated if self.best_length is None else self.best_length)  # (B, 1)
+        worst = torch.where(self.finished.flags, self.finished.scores.min(dim=1, keepdim=True).values, NEG)
+        self.can_improve &= (best_running > worst).any(dim=-1, keepdim=True)
+        self.all_hit.copy_(hits.all())
+
+        self.tokens.copy_(self.running.index_select(2, self.column).view(B * nb))
+        self.column += 1
+        if not last:
+            self.state = self.reorder(self.state, beam_idx)
+        return self.tokens
+
+    def _hits(self, cand_seqs: Tensor, tokens: Tensor, last: bool) -> Tensor:
+        """(B, K) bool: the candidate ends in EOS or a stop string, or fills the last position."""
+        if last:
+            return torch.ones_like(tokens, dtype=torch.bool)
+        if self.eos is None:
+            hits = torch.zeros_like(tokens, dtype=torch.bool)
+        else:
+            hits = (tokens[:, :, None] == self.eos).any(dim=-1)
+        if self.stop is not None:
+            B, K, _ = cand_seqs.shape
+            hits |= self.stop(cand_seqs[:, :, :self.length + 1].reshape(B * K, self.length + 1)).view(B, K)
+        return hits
+
+    def done(self) -> bool:
+        """No input can improve, or (early_stopping=True) every input has num_beams finished (waits for the device)."""
+        if self.early_stopping is True and bool(self.finished.flags.all()):
+            return True
+        return not bool(self.can_improve.any()) or bool(self.all_hit)
 
 
 @torch.no_grad()
@@ -89,55 +211,31 @@ def beam_search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], reorder: Call
                 generator: torch.Generator | None = None, stop: Callable[[Tensor], Tensor] | None = None,
                 sync_every: int = 1) -> BeamResult:
     """Beam search from `prefix` (B * num_beams, P), whose rows repeat each input `num_beams` times;
-    `logits` (B * num_beams, V) and `state` come from the model's prefill on those rows."""
-    N, P = prefix.shape
-    B, nb, device = N // num_beams, num_beams, prefix.device
-    max_length = P + max_new_tokens
-    K = max(2, 1 + len(eos_ids)) * nb
-    top_nb = torch.arange(K, device=device) < nb  # (K,)
-    eos = torch.tensor(eos_ids, device=device) if eos_ids else None
-    beam_offset = torch.arange(B, device=device)[:, None] * nb  # (B, 1)
+    `logits` (B * num_beams, V) and `state` come from the model's prefill on those rows.
 
-    running = prefix.new_full((B, nb, max_length), 0 if fill_id is None else fill_id)
-    running[:, :, :P] = prefix.view(B, nb, P)
-    finished = Finished.empty(running)
-    running_scores = torch.zeros(B, nb, device=device)
-    running_scores[:, 1:] = NEG  # all beams start equal: let only the first one expand at step 1
-    can_improve = torch.ones(B, 1, dtype=torch.bool, device=device)
-    for cur_len in range(P, max_length):
-        # 1. the K best (or sampled) candidates over all beams x tokens
-        log_probs = processors(running.view(N, max_length)[:, :cur_len], torch.log_softmax(logits.float(), dim=-1))
-        V = log_probs.shape[-1]
-        totals = (log_probs.view(B, nb, V) + running_scores[:, :, None]).view(B, nb * V)
-        cand_scores, cand = _candidates(totals, K, do_sample, generator)  # (B, K)
-        parent, tokens = cand // V, cand % V  # beam index within the input, token id
-        cand_seqs = _pick(running, parent)  # (B, K, L)
-        cand_seqs[:, :, cur_len] = tokens
-        hits = _hits(cand_seqs, tokens, cur_len, max_length, eos, stop)  # (B, K)
-
-        # 2. next running beams: the best candidates that did not hit
-        alive_scores = cand_scores + hits.to(torch.float32) * NEG
-        keep = torch.topk(alive_scores, nb).indices  # (B, nb)
-        running, running_scores = _pick(cand_seqs, keep), alive_scores.gather(1, keep)
-        beam_idx = (parent.gather(1, keep) + beam_offset).view(N)
-
-        # 3. the top-nb hitting candidates may enter the finished list (when the host syncs every step
-        #    anyway, skip the merge on the many steps where nothing finishes)
-        offered = hits & top_nb[None, :]
-        if sync_every > 1 or bool(offered.any()):
-            full = finished.flags.all(dim=-1, keepdim=True) & (early_stopping is True)
-            finished.offer(cand_seqs, cand_scores, offered, cur_len + 1 - P, length_penalty, (full, ~can_improve))
-
-        # 4. can any running beam still beat the worst finished hypothesis?
-        can_improve = _can_improve(can_improve, running_scores, finished, cur_len + 1 - P, max_new_tokens,
-                                   early_stopping, length_penalty)
-        if cur_len + 1 == max_length:
+    When `step` can record the choice with it (`advance`: the GPU fast path), the search is deterministic
+    and no processor reads the tokens, each later step is one replayed graph: the model's step, the choice,
+    the reorder of the state.
+    """
+    beams = Beams(prefix, state, reorder, num_beams=num_beams, max_new_tokens=max_new_tokens, processors=processors,
+                  eos_ids=eos_ids, fill_id=fill_id, length_penalty=length_penalty, early_stopping=early_stopping,
+                  do_sample=do_sample, generator=generator, stop=stop, sync_every=sync_every)
+    recordable = stop is None and not do_sample and not processors.reads_ids and sync_every > 1
+    fused = getattr(step, "advance", None) if recordable else None
+    for t in range(max_new_tokens):
+        if t == 0 or fused is None:
+            tokens = beams.choose(logits)
+        else:  # the model's step on the last tokens, then the choice: one graph per plan
+            plan = (processors.plan(beams.length), beams.length + 1 == beams.max_length)
+            tokens = fused(beams.choose, tokens, beams.state, plan)
+        beams.length += 1
+        if beams.length == beams.max_length or ((t + 1) % sync_every == 0 and beams.done()):
             break
-        if (cur_len + 1 - P) % sync_every == 0 and _done(can_improve, finished.flags, hits, early_stopping):
-            break
-        logits, state = step(running[:, :, cur_len].reshape(N), reorder(state, beam_idx))
+        if fused is None:
+            logits, beams.state = step(tokens, beams.state)
 
-    length = P + int(finished.lengths[:, :num_return_sequences].max())
+    finished = beams.finished
+    length = beams.P + int(finished.lengths[:, :num_return_sequences].max())
     return BeamResult(finished.sequences[:, :num_return_sequences, :length].reshape(-1, length),
                       finished.scores[:, :num_return_sequences].reshape(-1))
 
@@ -150,33 +248,3 @@ def _candidates(totals: Tensor, K: int, do_sample: bool, generator: torch.Genera
     cand_scores, order = totals.gather(1, cand).sort(dim=-1, descending=True)
     return cand_scores, cand.gather(1, order)
 
-
-def _hits(cand_seqs: Tensor, tokens: Tensor, cur_len: int, max_length: int, eos: Tensor | None,
-          stop: Callable[[Tensor], Tensor] | None) -> Tensor:
-    """(B, K) bool: the candidate ends in EOS or a stop string, or fills the last position."""
-    if cur_len + 1 >= max_length:
-        return torch.ones_like(tokens, dtype=torch.bool)
-    hits = torch.isin(tokens, eos) if eos is not None else torch.zeros_like(tokens, dtype=torch.bool)
-    if stop is not None:
-        B, K, _ = cand_seqs.shape
-        hits |= stop(cand_seqs[:, :, :cur_len + 1].reshape(B * K, cur_len + 1)).view(B, K)
-    return hits
-
-
-def _can_improve(can_improve: Tensor, running_scores: Tensor, finished: Finished, generated: int,
-                 max_new_tokens: int, early_stopping: bool | str, length_penalty: float) -> Tensor:
-    """HF's heuristic: the best running score at its best hypothetical length vs the worst finished one."""
-    if early_stopping == "never" and length_penalty > 0.0:
-        best_length = max_new_tokens
-    else:
-        best_length = generated
-    best_running = running_scores[:, :1] / (best_length ** length_penalty)  # (B, 1)
-    worst = torch.where(finished.flags, finished.scores.min(dim=1, keepdim=True).values, NEG)  # (B, nb)
-    return can_improve & (best_running > worst).any(dim=-1, keepdim=True)
-
-
-def _done(can_improve: Tensor, is_finished: Tensor, hits: Tensor, early_stopping: bool | str) -> bool:
-    """Stop when no input can improve, or (early_stopping=True) every input has num_beams finished."""
-    if early_stopping is True and bool(is_finished.all()):
-        return True
-    return not bool(can_improve.any()) or bool(hits.all())
