@@ -144,3 +144,25 @@ def test_the_length_penalty_table_is_hfs_arithmetic():
         for n in (1, 2, 7, 50):
             assert torch.equal(penalty(scores, torch.tensor([n])), scores / (n ** lp))
             assert torch.equal(penalty(scores, n), scores / (n ** lp))
+
+
+def test_a_recorded_step_never_waits_for_the_device():
+    """With the end checked every few steps, Dynamo traces `Beams.choose` as one graph (fullgraph): no
+    .item(), no data-dependent shape, no sync — what a CUDA graph needs to record it."""
+    from seqlab.decode.beam import Beams
+    from seqlab.decode.processors import MinNewTokens, ProcessorList
+
+    torch.manual_seed(4)
+    prefix = torch.randint(2, 9, (2, 3)).repeat_interleave(3, dim=0)  # (B * nb, P), B = 2, nb = 3
+    searches = [Beams(prefix, None, lambda state, index: state, num_beams=3, max_new_tokens=6,
+                      processors=ProcessorList([MinNewTokens(3, 2, [EOS])]), eos_ids=[EOS], fill_id=PAD,
+                      length_penalty=1.5, early_stopping=False, do_sample=False, generator=None, stop=None,
+                      sync_every=8) for _ in range(2)]
+    traced = torch.compile(searches[1].choose, fullgraph=True, backend="eager")
+    for _ in range(6):
+        logits = torch.randn(6, 9) * 3
+        assert torch.equal(traced(logits), searches[0].choose(logits))
+        for search in searches:
+            search.length += 1
+    for name in ("sequences", "scores", "lengths", "flags"):
+        assert torch.equal(getattr(searches[0].finished, name), getattr(searches[1].finished, name)), name
