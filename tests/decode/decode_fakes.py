@@ -64,40 +64,32 @@ class ScriptLM(torch.nn.Module):
         return state.index_select(0, index)
 
 
-class ReplayLike:
-    """The GPU fast path's host logic on a CPU (a stand-in for `seqlab.decode.graphs.CapturedStep`).
+class StaticRNN(torch.nn.Module):
+    """A capturable model (`capturable_step`): its state is one tensor (N, H) that `step` and
+    `reorder_state` update in place, as a CUDA graph needs. h_t = tanh(E[y] + U h_{t-1}), logits = O h_t;
+    weights with a large spread, so rounding cannot flip an argmax."""
 
-    A CUDA graph records `advance`'s step + choice once per plan and replays its kernels: the Python in
-    between does not run again, so whatever the choice reads on the host is what it read when recorded.
-    `advance` here runs step + choice eagerly, but with the host's `length` frozen at the plan's first
-    call, the one host value the choice reads that changes from step to step.
-    """
+    is_encoder_decoder = False
+    capturable_step = True
 
-    instances: list[ReplayLike] = []
+    def __init__(self, vocab_size: int = 11, hidden: int = 16, max_length: int | None = None, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.vocab_size, self.max_length = vocab_size, max_length
+        self.register_buffer("E", torch.randn(vocab_size, hidden, generator=g))
+        self.register_buffer("U", torch.randn(hidden, hidden, generator=g) / hidden ** 0.5)
+        self.register_buffer("O", torch.randn(hidden, vocab_size, generator=g) * 3)
 
-    def __init__(self, model, compiled=False):
-        self.model, self.frozen, self.advances = model, {}, 0
-        ReplayLike.instances.append(self)
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor | None, max_new_tokens: int):
+        h = torch.zeros(input_ids.shape[0], self.U.shape[0])
+        for t in range(input_ids.shape[1]):
+            logits, h = self.step(input_ids[:, t], h)
+        return logits, h
 
-    def __call__(self, tokens, state):
-        return self.model.step(tokens, state)
+    def step(self, tokens: Tensor, state: Tensor):
+        state.copy_(torch.tanh(self.E[tokens] + state @ self.U))
+        return state @ self.O, state
 
-    def advance(self, choice, tokens, state, plan):
-        self.advances += 1
-        owner = choice.__self__ if hasattr(choice, "__self__") else choice  # Beams.choose or a Choice
-        live, owner.length = owner.length, self.frozen.setdefault(plan, owner.length)
-        try:
-            return choice(self.model.step(tokens, state)[0])
-        finally:
-            owner.length = live
-
-
-def replay_fast_path(monkeypatch) -> list[ReplayLike]:
-    """Make generate() take the GPU fast path on a CPU with ReplayLike steps; returns the steps it makes."""
-    import importlib
-
-    generate_module = importlib.import_module("seqlab.decode.generate")  # the module, not the function
-    ReplayLike.instances.clear()
-    monkeypatch.setattr(generate_module, "use_fast_path", lambda *args: True)
-    monkeypatch.setattr(generate_module, "CapturedStep", ReplayLike)
-    return ReplayLike.instances
+    def reorder_state(self, state: Tensor, index: Tensor) -> Tensor:
+        picked = state.index_select(0, index)
+        return state.copy_(picked) if picked.shape == state.shape else picked

@@ -7,17 +7,20 @@ Cutting the search after 1, 2, 3 steps checks the state after each step.
 
 from __future__ import annotations
 
+import importlib
 import math
+import warnings
 
 import pytest
 import torch
-from decode_fakes import EOS, PAD, A, B, C, MarkovLM, replay_fast_path
+from decode_fakes import EOS, PAD, A, B, C, MarkovLM, StaticRNN
+from graph_emulator import EmulatedStep
 
 from seqlab.decode import generate
 from seqlab.decode.beam import LengthPenalty
-from seqlab.models.transformer_lm import TransformerLM
 
 L = math.log
+generate_module = importlib.import_module("seqlab.decode.generate")  # the module, not the function
 
 # scenario 1: prompt [a]
 TABLE_1 = {
@@ -122,16 +125,20 @@ def test_check_every_k_steps_gives_the_same_result():
     dict(length_penalty=1.0, early_stopping="never", forced_eos_token_id=EOS, suppress_tokens=[3]),
 ])
 def test_the_recorded_step_gives_the_loops_beams(monkeypatch, options):
-    """The GPU fast path records each step's choice with the model's step (`Beams.choose`); replayed with
-    the host's length frozen per plan (decode_fakes.ReplayLike) it gives the plain loop's beams and scores."""
-    torch.manual_seed(0)
-    model = TransformerLM(9, n_layer=2, n_head=2, n_embd=16, context_length=40).eval()
+    """The GPU fast path records each step's choice with the model's step (`Beams.choose`, then the state's
+    reorder) in one CUDA graph per plan; CapturedStep run with emulated graphs (graph_emulator) gives the
+    plain loop's beams and scores."""
+    model = StaticRNN(9, max_length=40)
     prompts = torch.randint(2, 9, (3, 4), generator=torch.Generator().manual_seed(1))
     options = dict(options, num_beams=3, max_new_tokens=24, eos_token_id=EOS, pad_token_id=PAD)
     plain = generate(model, prompts, **options)
-    steps = replay_fast_path(monkeypatch)
-    fast = generate(model, prompts, sync_every=8, **options)
-    assert steps[-1].advances > 0
+    EmulatedStep.instances.clear()
+    monkeypatch.setattr(generate_module, "use_fast_path", lambda *args: True)
+    monkeypatch.setattr(generate_module, "CapturedStep", EmulatedStep)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="CUDA graph capture failed")  # no silent fallback
+        fast = generate(model, prompts, sync_every=8, **options)
+    assert EmulatedStep.instances[-1].replays > 0
     assert torch.equal(fast.sequences, plain.sequences)
     assert torch.equal(fast.sequences_scores, plain.sequences_scores)
 

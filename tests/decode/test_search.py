@@ -2,17 +2,20 @@
 
 On a GPU, `CapturedStep.advance` records the model's step and `Choice` in one graph per processor plan and
 replays it: the Python in between does not run again, so the choice must not depend on host values that
-change from step to step, and must never wait for the device. `decode_fakes.ReplayLike` is a CPU stand-in
-with the replay's one host-visible difference: each plan's choice sees the host `length` of its first call.
+change from step to step, and must never wait for the device. Here the real CapturedStep runs on the
+CPU with graphs recorded and replayed by `graph_emulator` (same semantics, see there), on a capturable
+model (`decode_fakes.StaticRNN`).
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import pytest
 import torch
-from decode_fakes import replay_fast_path
+from decode_fakes import StaticRNN
+from graph_emulator import EmulatedStep
 
 from seqlab.decode import generate
 from seqlab.decode.processors import (
@@ -25,7 +28,6 @@ from seqlab.decode.processors import (
     TopP,
 )
 from seqlab.decode.search import Choice
-from seqlab.models.transformer_lm import TransformerLM
 
 generate_module = importlib.import_module("seqlab.decode.generate")  # the module, not the function it exports
 VOCAB, EOS, PAD = 13, 2, 1
@@ -33,13 +35,16 @@ VOCAB, EOS, PAD = 13, 2, 1
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return TransformerLM(VOCAB, n_layer=2, n_head=2, n_embd=16, context_length=40).eval()
+    return StaticRNN(VOCAB, max_length=40)
 
 
 @pytest.fixture
 def replayed(monkeypatch):
-    return replay_fast_path(monkeypatch)
+    """generate() takes the GPU fast path on the CPU, with emulated CUDA graphs; returns the steps it makes."""
+    EmulatedStep.instances.clear()
+    monkeypatch.setattr(generate_module, "use_fast_path", lambda *args: True)
+    monkeypatch.setattr(generate_module, "CapturedStep", EmulatedStep)
+    return EmulatedStep.instances
 
 
 @pytest.mark.parametrize("options", [
@@ -56,16 +61,26 @@ def test_the_recorded_choice_gives_the_loops_tokens(model, replayed, options, sy
     with pytest.MonkeyPatch.context() as plain:  # the loop calling model.step, choosing outside any graph
         plain.setattr(generate_module, "use_fast_path", lambda *args: False)
         expected = generate(model, prompts, sync_every=sync_every, **options).sequences
-    out = generate(model, prompts, sync_every=sync_every, **options).sequences
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="CUDA graph capture failed")  # no silent fallback
+        out = generate(model, prompts, sync_every=sync_every, **options).sequences
     assert torch.equal(out, expected)
-    assert replayed[-1].advances > 0  # every token after the first went through advance
+    step = replayed[-1]
+    assert step.replays >= 20 - 3 - len(step.recordings) and "step" not in step.recordings, step.recordings
 
 
 def test_processors_that_read_the_tokens_keep_the_step_apart(model, replayed):
+    """Only the model's step is recorded then (and for beam sampling); the choice runs on the host."""
     prompts = torch.randint(3, VOCAB, (2, 5), generator=torch.Generator().manual_seed(6))
-    for options in (dict(repetition_penalty=1.3), dict(no_repeat_ngram_size=2), dict(bad_words_ids=[[3, 4]])):
-        generate(model, prompts, max_new_tokens=6, **options)
-        assert replayed[-1].advances == 0, options
+    for options in (dict(repetition_penalty=1.3), dict(no_repeat_ngram_size=2), dict(bad_words_ids=[[3, 4]]),
+                    dict(num_beams=2, do_sample=True, seed=0)):
+        options = dict(options, max_new_tokens=12)
+        with pytest.MonkeyPatch.context() as plain:
+            plain.setattr(generate_module, "use_fast_path", lambda *args: False)
+            expected = generate(model, prompts, **options).sequences
+        assert torch.equal(generate(model, prompts, **options).sequences, expected), options
+        step = replayed[-1]
+        assert set(step.recordings) == {"step"} and step.replays == 12 - 2, options  # 11 steps: a warm-up, 10 replays
 
 
 def test_the_choice_never_waits_for_the_device(model):

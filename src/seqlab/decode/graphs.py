@@ -57,6 +57,8 @@ class CapturedStep:
     replay one graph per token (the host only draws sampling's random numbers between replays).
     """
 
+    runtime: Any = torch.cuda  # streams and graphs; tests put a CPU recorder here (tests/decode/graph_emulator.py)
+
     def __init__(self, model: Any, compiled: bool = False):
         self.model = model
         self.compiled = compiled
@@ -97,7 +99,7 @@ class CapturedStep:
             return self._warm_up(fn)
         if recording.graph is None:
             try:
-                recording.capture(self.compiled)
+                recording.capture(self.runtime, self.compiled)
             except RuntimeError as e:  # capture runs nothing, so the state is intact: go on eagerly
                 warnings.warn(f"CUDA graph capture failed, decoding without it: {str(e).splitlines()[0]}",
                               stacklevel=3)
@@ -109,9 +111,10 @@ class CapturedStep:
     def _warm_up(self, fn: Callable[[], Tensor]) -> Tensor:
         timed = self.compiled and self.first_step_seconds is None
         started = time.perf_counter()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        cuda = self.runtime
+        side = cuda.Stream()
+        side.wait_stream(cuda.current_stream())
+        with cuda.stream(side):
             try:
                 out = fn()
             except Exception as e:  # noqa: BLE001 - a compiler failure: compiling runs nothing, the state is intact
@@ -121,7 +124,7 @@ class CapturedStep:
                               f"{str(e).splitlines()[0]}", stacklevel=4)
                 self.compiled, self.forward = False, self.model.step
                 out = fn()
-        torch.cuda.current_stream().wait_stream(side)
+        cuda.current_stream().wait_stream(side)
         if timed:
             side.synchronize()
             self.first_step_seconds = time.perf_counter() - started
@@ -133,13 +136,13 @@ class _Recording:
 
     def __init__(self, fn: Callable[[], Tensor]):
         self.fn = fn
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph: Any = None  # a torch.cuda.CUDAGraph once recorded
         self.out: Tensor | None = None
 
-    def capture(self, compiled: bool) -> None:
-        graph = torch.cuda.CUDAGraph()
+    def capture(self, cuda: Any, compiled: bool) -> None:
+        graph = cuda.CUDAGraph()
         # a compiled step must not compile while recording (that would run CUDA work): fail instead, go eager
         stance = torch.compiler.set_stance("fail_on_recompile") if compiled else contextlib.nullcontext()
-        with stance, torch.cuda.graph(graph):  # records without running; the replay that follows runs it
+        with stance, cuda.graph(graph):  # records without running; the replay that follows runs it
             self.out = self.fn()
         self.graph = graph
