@@ -1,4 +1,5 @@
-"""The GPU fast path: one decode step recorded as a CUDA graph and replayed for every later token.
+"""The GPU fast path: one decode step — and the choice of its token — recorded as a CUDA graph and
+replayed for every later token.
 
 A small model's decode step is a few hundred tiny kernels whose launch cost dwarfs the arithmetic;
 replaying a captured graph launches them all at once. Capture needs a step with static shapes and
@@ -10,6 +11,13 @@ TransformerLM state is built that way (see `TransformerState`), so it qualifies.
     step = CapturedStep(model)         # call 1: eager (it is also the warm-up); call 2: capture + replay;
     logits, state = step(tokens, state) # later calls: copy tokens in, replay, read the static logits
     tokens = step.advance(choice, tokens, state, plan)  # the step and the token choice, one graph per plan
+
+`advance` records the step together with a choice (`seqlab.decode.search.Choice`, `beam.Beams.choose`):
+the processors, the token choice and the bookkeeping, all written in place and never waiting for the
+device, so the host's per-token work is one replay. A graph replays the kernels of its recording with
+the host values of then, so there is one graph per *plan* (`ProcessorList.plan`: which length-dependent
+processors act; for beam search also whether it is the last step); the first call of a plan runs
+eagerly (the warm-up), the second records it.
 
 With `compiled=True` (`generate(..., compile_step=True)` on a GPU) the step recorded is the one
 Inductor compiled (`seqlab.decode.compiled.cuda_step`, with freezing: Triton kernels with the LayerNorms,

@@ -9,6 +9,9 @@ A row finishes at EOS (or a stop string) and is then filled with `fill_id`. The 
 rows have finished only every `sync_every` steps — each ask waits for the device — so on a GPU the
 loop may run a few steps past the end; those steps only write fill tokens, and the result is cut at
 the longest row, exactly as if it had stopped in time.
+
+`Choice` is one step's choice and bookkeeping on tensors made once per decoding; on a GPU it is
+recorded in the CUDA graph with the model's step (seqlab.decode.graphs), the E_v drawn just before.
 """
 
 from __future__ import annotations
