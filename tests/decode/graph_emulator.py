@@ -18,12 +18,16 @@ copies (none on a CPU).
 from __future__ import annotations
 
 import contextlib
+import importlib
+import warnings
 from typing import Any
 
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from seqlab.decode import GenerateOutput, generate
 from seqlab.decode.graphs import CapturedStep
 
 SYNC = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.item.default}
@@ -121,3 +125,20 @@ class EmulatedStep(CapturedStep):
     @property
     def replays(self) -> int:
         return sum(r.graph.replays for r in self.recordings.values() if r.graph is not None)
+
+
+def generate_both(model: Any, input_ids: torch.Tensor, fast: dict | None = None,
+                  **options: Any) -> tuple[GenerateOutput, GenerateOutput, EmulatedStep]:
+    """generate() on the plain loop (model.step, the choice on the host), then on the GPU fast path with
+    emulated graphs, a failed capture an error (plus the `fast` options); returns (plain, fast, its step)."""
+    module = importlib.import_module("seqlab.decode.generate")  # the module, not the function it exports
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "use_fast_path", lambda *args: False)
+        plain = generate(model, input_ids, **options)
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        warnings.filterwarnings("error", message="CUDA graph capture failed")  # no silent fallback
+        patch.setattr(module, "use_fast_path", lambda *args: True)
+        patch.setattr(module, "CapturedStep", EmulatedStep)
+        EmulatedStep.instances.clear()
+        out = generate(model, input_ids, **options, **(fast or {}))
+    return plain, out, EmulatedStep.instances[-1]

@@ -7,20 +7,17 @@ Cutting the search after 1, 2, 3 steps checks the state after each step.
 
 from __future__ import annotations
 
-import importlib
 import math
-import warnings
 
 import pytest
 import torch
 from decode_fakes import EOS, PAD, A, B, C, MarkovLM, StaticRNN
-from graph_emulator import EmulatedStep
+from graph_emulator import generate_both
 
 from seqlab.decode import generate
 from seqlab.decode.beam import LengthPenalty
 
 L = math.log
-generate_module = importlib.import_module("seqlab.decode.generate")  # the module, not the function
 
 # scenario 1: prompt [a]
 TABLE_1 = {
@@ -124,21 +121,14 @@ def test_check_every_k_steps_gives_the_same_result():
     dict(length_penalty=0.5, early_stopping=False, min_new_tokens=5),  # two processor plans
     dict(length_penalty=1.0, early_stopping="never", forced_eos_token_id=EOS, suppress_tokens=[3]),
 ])
-def test_the_recorded_step_gives_the_loops_beams(monkeypatch, options):
+def test_the_recorded_step_gives_the_loops_beams(options):
     """The GPU fast path records each step's choice with the model's step (`Beams.choose`, then the state's
     reorder) in one CUDA graph per plan; CapturedStep run with emulated graphs (graph_emulator) gives the
     plain loop's beams and scores."""
-    model = StaticRNN(9, max_length=40)
     prompts = torch.randint(2, 9, (3, 4), generator=torch.Generator().manual_seed(1))
-    options = dict(options, num_beams=3, max_new_tokens=24, eos_token_id=EOS, pad_token_id=PAD)
-    plain = generate(model, prompts, **options)
-    EmulatedStep.instances.clear()
-    monkeypatch.setattr(generate_module, "use_fast_path", lambda *args: True)
-    monkeypatch.setattr(generate_module, "CapturedStep", EmulatedStep)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message="CUDA graph capture failed")  # no silent fallback
-        fast = generate(model, prompts, sync_every=8, **options)
-    assert EmulatedStep.instances[-1].replays > 0
+    plain, fast, step = generate_both(StaticRNN(9, max_length=40), prompts, fast=dict(sync_every=8), num_beams=3,
+                                      max_new_tokens=24, eos_token_id=EOS, pad_token_id=PAD, **options)
+    assert step.replays > 0
     assert torch.equal(fast.sequences, plain.sequences)
     assert torch.equal(fast.sequences_scores, plain.sequences_scores)
 

@@ -9,15 +9,11 @@ model (`decode_fakes.StaticRNN`).
 
 from __future__ import annotations
 
-import importlib
-import warnings
-
 import pytest
 import torch
 from decode_fakes import StaticRNN
-from graph_emulator import EmulatedStep
+from graph_emulator import generate_both
 
-from seqlab.decode import generate
 from seqlab.decode.processors import (
     BadWords,
     ForcedEOS,
@@ -29,22 +25,12 @@ from seqlab.decode.processors import (
 )
 from seqlab.decode.search import Choice
 
-generate_module = importlib.import_module("seqlab.decode.generate")  # the module, not the function it exports
 VOCAB, EOS, PAD = 13, 2, 1
 
 
 @pytest.fixture(scope="module")
 def model():
     return StaticRNN(VOCAB, max_length=40)
-
-
-@pytest.fixture
-def replayed(monkeypatch):
-    """generate() takes the GPU fast path on the CPU, with emulated CUDA graphs; returns the steps it makes."""
-    EmulatedStep.instances.clear()
-    monkeypatch.setattr(generate_module, "use_fast_path", lambda *args: True)
-    monkeypatch.setattr(generate_module, "CapturedStep", EmulatedStep)
-    return EmulatedStep.instances
 
 
 @pytest.mark.parametrize("options", [
@@ -55,31 +41,20 @@ def replayed(monkeypatch):
     dict(do_sample=True, bad_words_ids=[[3], [4]], suppress_tokens=[5], seed=2, eos_token_id=EOS),
 ])
 @pytest.mark.parametrize("sync_every", [1, 16])
-def test_the_recorded_choice_gives_the_loops_tokens(model, replayed, options, sync_every):
+def test_the_recorded_choice_gives_the_loops_tokens(model, options, sync_every):
     prompts = torch.randint(3, VOCAB, (4, 5), generator=torch.Generator().manual_seed(5))
-    options = dict(options, max_new_tokens=20)
-    with pytest.MonkeyPatch.context() as plain:  # the loop calling model.step, choosing outside any graph
-        plain.setattr(generate_module, "use_fast_path", lambda *args: False)
-        expected = generate(model, prompts, sync_every=sync_every, **options).sequences
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message="CUDA graph capture failed")  # no silent fallback
-        out = generate(model, prompts, sync_every=sync_every, **options).sequences
-    assert torch.equal(out, expected)
-    step = replayed[-1]
+    plain, fast, step = generate_both(model, prompts, sync_every=sync_every, max_new_tokens=20, **options)
+    assert torch.equal(fast.sequences, plain.sequences)
     assert step.replays >= 20 - 3 - len(step.recordings) and "step" not in step.recordings, step.recordings
 
 
-def test_processors_that_read_the_tokens_keep_the_step_apart(model, replayed):
+def test_processors_that_read_the_tokens_keep_the_step_apart(model):
     """Only the model's step is recorded then (and for beam sampling); the choice runs on the host."""
     prompts = torch.randint(3, VOCAB, (2, 5), generator=torch.Generator().manual_seed(6))
     for options in (dict(repetition_penalty=1.3), dict(no_repeat_ngram_size=2), dict(bad_words_ids=[[3, 4]]),
                     dict(num_beams=2, do_sample=True, seed=0)):
-        options = dict(options, max_new_tokens=12)
-        with pytest.MonkeyPatch.context() as plain:
-            plain.setattr(generate_module, "use_fast_path", lambda *args: False)
-            expected = generate(model, prompts, **options).sequences
-        assert torch.equal(generate(model, prompts, **options).sequences, expected), options
-        step = replayed[-1]
+        plain, fast, step = generate_both(model, prompts, max_new_tokens=12, **options)
+        assert torch.equal(fast.sequences, plain.sequences), options
         assert set(step.recordings) == {"step"} and step.replays == 12 - 2, options  # 11 steps: a warm-up, 10 replays
 
 
