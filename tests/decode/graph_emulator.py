@@ -48,8 +48,9 @@ class _Recorder(TorchDispatchMode):
             info = arg.alias_info
             value = kwargs.get(arg.name) if arg.kwarg_only else (args[i] if i < len(args) else None)
             if info is not None and info.is_write and isinstance(value, torch.Tensor):
-                if id(value) not in self.made and id(value) not in self.saved:
-                    self.saved[id(value)] = (value, value.clone())
+                base = value if value._base is None else value._base  # a write through a view writes its base
+                if id(base) not in self.made and id(base) not in self.saved:
+                    self.saved[id(base)] = (base, base.clone())
         out = func(*args, **kwargs)
         self.ops.append((func, args, kwargs, out))
         self.made.update(id(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
