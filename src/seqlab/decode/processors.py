@@ -5,7 +5,8 @@ included, left padding included), `scores` (N, V) the next-token scores — logi
 sampling, log-probabilities in beam search. A processor never modifies its input; it returns a new
 tensor. `reads_ids` says whether it looks at the tokens themselves; one that looks only at their
 number L says when it acts with `active(L)`. The GPU fast path records the choice of a token in a
-CUDA graph only when no processor reads the tokens, one graph per plan (`ProcessorList.plan`). The definitions follow Hugging Face transformers 5.24.0 (`generation/logits_process.py`):
+CUDA graph only when no processor reads the tokens, one graph per plan (`ProcessorList.plan`).
+The definitions follow Hugging Face transformers 5.24.0 (`generation/logits_process.py`):
 
     temperature          s / T
     top-k                s_i -> -inf unless s_i >= the k-th largest score
