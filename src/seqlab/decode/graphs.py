@@ -20,9 +20,10 @@ processors act; for beam search also whether it is the last step); the first cal
 eagerly (the warm-up), the second records it.
 
 With `compiled=True` (`generate(..., compile_step=True)` on a GPU) the step recorded is the one
-Inductor compiled (`seqlab.decode.compiled.cuda_step`, with freezing: Triton kernels with the LayerNorms,
-bias adds, GELU and residuals fused, attention as fused reductions), so the graph replays fewer kernels. Compiling happens in the
-warm-up call; if it fails, the eager step is recorded instead, with a warning.
+Inductor compiled (`seqlab.decode.compiled.cuda_step`, with freezing: Triton kernels with the
+LayerNorms, bias adds, GELU and residuals fused, attention as fused reductions), so the graph replays
+fewer kernels. Compiling happens in the warm-up call; if it fails, the eager step is recorded
+instead, with a warning.
 """
 
 from __future__ import annotations
