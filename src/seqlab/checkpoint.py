@@ -16,25 +16,62 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 
 from seqlab.errors import SeqlabError
 from seqlab.io import atomic_path, write_json
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Save a module's parameters and buffers (tied weights stored once) atomically."""
+    """Save a module's parameters and buffers atomically; a tied weight (one tensor under several names)
+    is stored once, under its first name.
+
+    Weights that are views into one shared buffer (cuDNN flattens an LSTM's or GRU's weights on a GPU)
+    are stored as tensors of their own: safetensors' `save_model` refuses them.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    stored: set[tuple] = set()
+    for name, t in _unwrap(model).state_dict().items():
+        key = _identity(t)
+        if key in stored:
+            continue
+        stored.add(key)
+        tensors[name] = t.detach().to("cpu", copy=True).contiguous()
     with atomic_path(path) as tmp:
-        save_model(_unwrap(model), str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> None:
+    """Copy the weights at `path` into `model` (on any device); a tied weight may be stored under any
+    one of its names (files written by safetensors' `save_model` keep whichever it chose)."""
     path = Path(path)
     if not path.is_file():
         raise SeqlabError(f"no weights at {path}")
-    missing, unexpected = load_model(_unwrap(model), str(path), strict=False)
+    module = _unwrap(model)
+    stored = load_file(str(path))
+    expected = module.state_dict()
+    ties: dict[tuple, list[str]] = {}
+    for name, t in expected.items():
+        ties.setdefault(_identity(t), []).append(name)
+    for names in ties.values():
+        present = [n for n in names if n in stored]
+        for n in names if present else ():
+            stored.setdefault(n, stored[present[0]])
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if strict and (missing or unexpected):
-        raise SeqlabError(f"{path} does not match the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        raise SeqlabError(f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name in sorted(set(expected) & set(stored)):
+        if stored[name].shape != expected[name].shape:
+            raise SeqlabError(f"{path} does not match the model: {name} has shape {tuple(stored[name].shape)}, "
+                              f"the model {tuple(expected[name].shape)}")
+    module.load_state_dict({k: v for k, v in stored.items() if k in expected}, strict=False)
+
+
+def _identity(t: torch.Tensor) -> tuple:
+    """Equal for two names of one tied tensor (same memory, shape and layout); unique for an empty one."""
+    if t.numel() == 0:
+        return (id(t),)
+    return (t.device, t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
