@@ -84,3 +84,10 @@ def test_weights_of_another_model_are_a_clear_error(tmp_path):
         load_weights(torch.nn.Linear(4, 2), tmp_path / "w.safetensors")
     with pytest.raises(SeqlabError, match="missing"):
         load_weights(torch.nn.Sequential(torch.nn.Linear(3, 2)), tmp_path / "w.safetensors")
+
+
+def test_state_may_hold_tensors_that_share_memory(tmp_path):
+    model = _Tied()
+    save_state(tmp_path / "s", {"weights": model.state_dict()})  # embed.weight and head.weight: one tensor
+    back = load_state(tmp_path / "s")["weights"]
+    assert torch.equal(back["head.weight"], model.embed.weight)

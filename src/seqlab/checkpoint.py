@@ -36,7 +36,7 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, s
         if key in stored:
             continue
         stored.add(key)
-        tensors[name] = t.detach().to("cpu", copy=True).contiguous()
+        tensors[name] = _own(t)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -54,9 +54,10 @@ def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) 
     for name, t in expected.items():
         ties.setdefault(_identity(t), []).append(name)
     for names in ties.values():
-        present = [n for n in names if n in stored]
-        for n in names if present else ():
-            stored.setdefault(n, stored[present[0]])
+        source = next((n for n in names if n in stored), None)
+        if source is not None:
+            for n in names:
+                stored.setdefault(n, stored[source])
     missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if strict and (missing or unexpected):
         raise SeqlabError(f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -65,6 +66,11 @@ def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) 
             raise SeqlabError(f"{path} does not match the model: {name} has shape {tuple(stored[name].shape)}, "
                               f"the model {tuple(expected[name].shape)}")
     module.load_state_dict({k: v for k, v in stored.items() if k in expected}, strict=False)
+
+
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy: safetensors stores no two tensors that share memory."""
+    return t.detach().to("cpu", copy=True).contiguous()
 
 
 def _identity(t: torch.Tensor) -> tuple:
@@ -87,7 +93,7 @@ def save_state(path: str | Path, obj: Any) -> None:
     tree = _flatten(obj, tensors)
     token = uuid.uuid4().hex
     with atomic_path(path.with_suffix(".safetensors")) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata={"token": token})
+        save_file({k: _own(v) for k, v in tensors.items()}, str(tmp), metadata={"token": token})
     write_json(path.with_suffix(".json"), {"token": token, "tree": tree}, indent=None)
 
 
