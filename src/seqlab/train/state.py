@@ -56,10 +56,8 @@ def save_checkpoint(run: RunDir, step: int, model: torch.nn.Module, optimizer: t
     rngs = gather_objects(rng_state(device), info)
     if not info.is_main:
         return
-    # clones: tied weights share storage, which safetensors refuses to store twice
-    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     save_state(_pending(run), {
-        "step": step, "world_size": info.world_size, "model": weights, "optimizer": optimizer.state_dict(),
+        "step": step, "world_size": info.world_size, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "rng": rngs, "extras": extras,
     })
     _finish_commit(run)
