@@ -192,3 +192,32 @@ def test_sequences_can_be_trained_on(transformer):
     _, loss = model(seqs[:, :-1], seqs[:, 1:])
     loss.backward()
     assert model.transformer.wte.weight.grad is not None
+
+
+def test_finish_reason_per_sequence_is_stop_at_eos_and_length_at_the_cap():
+    # row 0 ends by EOS, row 1 runs into max_new_tokens; a sequence ending by EOS exactly at the cap is "stop"
+    model = MarkovLM({A: [0, 0, 0, .9, .1], B: [0, .8, .1, .1, 0], C: [0, .1, 0, 0, .9]})
+    out = generate(model, torch.tensor([[A], [C]]), max_new_tokens=4, eos_token_id=EOS, pad_token_id=PAD)
+    assert out.finish_reasons == ["stop", "length"]
+    assert generate(model, torch.tensor([[A]]), max_new_tokens=2, eos_token_id=EOS).finish_reasons == ["stop"]
+    assert generate(model, torch.tensor([[A]]), max_new_tokens=1, eos_token_id=EOS).finish_reasons == ["length"]
+    lazy = generate(model, torch.tensor([[A], [C]]), max_new_tokens=4, eos_token_id=EOS, pad_token_id=PAD, sync_every=8)
+    assert lazy.finish_reasons == ["stop", "length"]
+
+
+def test_finish_reason_in_beam_search_and_at_stop_strings():
+    from seqlab.data.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.train(["abcd"])
+    model = ScriptLM(tok.encode("abcdcba"), tok.vocab_size, after=tok.eos_id)
+    prompt = torch.tensor([tok.encode("d")])
+    for beams in (1, 2):
+        kw = dict(num_beams=beams, tokenizer=tok, pad_token_id=tok.pad_id, eos_token_id=tok.eos_id)
+        assert generate(model, prompt, max_new_tokens=7, stop_strings="cd", **kw).finish_reasons == ["stop"]
+        assert generate(model, prompt, max_new_tokens=3, **kw).finish_reasons == ["length"]
+        assert generate(model, prompt, max_new_tokens=9, **kw).finish_reasons == ["stop"]  # EOS after "abcdcba"
+
+
+def test_finish_reason_when_the_model_s_context_is_full(transformer):
+    out = generate(transformer, torch.ones(2, 9, dtype=torch.long), max_new_tokens=50)
+    assert out.finish_reasons == ["length", "length"]

@@ -88,3 +88,28 @@ def test_stream_from_an_encoder_decoder_gives_the_target_only():
     assert "".join(stream(model, tok, "abc", max_new_tokens=8, eos_token_id=tok.eos_id)) == "hgf"
     out = generate(model, torch.tensor([tok.encode("abc")]), max_new_tokens=8, eos_token_id=tok.eos_id)
     assert out.sequences[0].tolist() == [tok.bos_id] + tok.encode("hgf") + [tok.eos_id]
+
+
+@pytest.mark.parametrize("beams", [1, 2])
+def test_stream_finish_reason(beams):
+    tok = CharTokenizer.train(["abcdefgh\n"])
+    model = ScriptLM(tok.encode("abc\ndef"), tok.vocab_size, after=tok.eos_id)
+    kw = dict(num_beams=beams, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
+    cases = [(dict(max_new_tokens=20), "abc\ndef", "stop"),  # EOS
+             (dict(max_new_tokens=20, stop_strings=["\nd"]), "abc\nd", "stop"),
+             (dict(max_new_tokens=3), "abc", "length")]
+    for options, text, reason in cases:
+        pieces = stream(model, tok, "a", **kw, **options)
+        assert pieces.finish_reason is None  # not known before the end
+        assert "".join(pieces) == text
+        assert pieces.finish_reason == reason, (options, beams)
+
+
+def test_stream_cuts_a_held_back_tail_at_the_stop_string():
+    # a token "a" + the first byte of "é": the engine stops on "xa" while the detokenizer holds that token back
+    tok = BPETokenizer.train(["xaé xaè xaê xaà " * 5], vocab_size=262)
+    script = tok.encode("ok xaé")
+    assert tok.decode(script[-2:-1]) == "a\ufffd", "the test needs a token ending in a partial character"
+    model = ScriptLM(script, tok.vocab_size, after=tok.eos_id)
+    pieces = stream(model, tok, "hello", max_new_tokens=len(script) + 2, stop_strings=["xa"])
+    assert "".join(pieces) == "ok xa" and pieces.finish_reason == "stop"

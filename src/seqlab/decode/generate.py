@@ -4,18 +4,20 @@
     out.sequences         # (B * num_return_sequences, T + new): the prompt, then the generated tokens
     out.sequences_scores  # (B * num_return_sequences,) length-penalised beam scores (beam search only)
     out.first_step_seconds  # with compile_step: the first step's wall time, compiling included
+    out.finish_reasons    # per sequence: "stop" (EOS or a stop string) or "length" (max_new_tokens ran out)
 
 `model` implements seqlab.decode.state.DecoderModel. Options have Hugging Face's names, meanings and
 defaults (see seqlab.decode.options). For an encoder-decoder (`model.is_encoder_decoder`),
 `input_ids` is the source and `.sequences` hold the target only, starting with the decoder start
 token (`model.bos_id`) as in HF. After EOS (or a stop string) a sequence is padded with
-`pad_token_id` (else the first EOS id).
+`pad_token_id` (else the first EOS id). A sequence's finish reason is OpenAI's: "stop" when it ended by
+EOS or a stop string, "length" when it was cut by max_new_tokens (or by the model's context).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -50,6 +52,7 @@ class GenerateOutput:
     sequences: Tensor  # (B * num_return_sequences, P + new)
     sequences_scores: Tensor | None = None  # (B * num_return_sequences,), beam search only
     first_step_seconds: float | None = None  # compile_step only: the first step, which compiles (or reuses) the graph
+    finish_reasons: list[str] = field(default_factory=list)  # per sequence: "stop" or "length"
 
 
 @dataclass
@@ -95,7 +98,20 @@ def generate(model: Any, input_ids: Tensor, attention_mask: Tensor | None = None
         sequences, scores = result.sequences, result.scores
     else:
         sequences, scores = drain(token_steps(decoding)), None
-    return GenerateOutput(sequences, scores, getattr(d.step, "first_step_seconds", None))
+    return GenerateOutput(sequences, scores, getattr(d.step, "first_step_seconds", None),
+                          finish_reasons(decoding, sequences))
+
+
+def finish_reasons(d: Decoding, sequences: Tensor) -> list[str]:
+    """Per row of `sequences` (N, P + new), the prefix first: "stop" when its new tokens hold an EOS id or its
+    text a stop string (a row only ever ends early that way), else "length"."""
+    new = sequences[:, d.prefix.shape[1]:]  # (N, new)
+    ended = torch.zeros(new.shape[0], dtype=torch.bool, device=new.device)
+    if d.opts.eos_ids:
+        ended |= torch.isin(new, torch.tensor(d.opts.eos_ids, device=new.device)).any(dim=1)
+    if d.stop is not None:
+        ended |= d.stop(sequences)
+    return ["stop" if e else "length" for e in ended.tolist()]
 
 
 def token_steps(d: Decoding) -> Generator[Tensor, None, Tensor]:

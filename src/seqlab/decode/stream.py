@@ -7,17 +7,18 @@
 incremental: each new piece is the text of a short window of recent tokens minus the text of the
 same window without the new ones, held back while it ends in U+FFFD (a byte-level token that is only
 part of a UTF-8 character). Beam search cannot know its best hypothesis before the end, so with
-`num_beams > 1` the whole text comes as one piece when the search finishes.
+`num_beams > 1` the whole text comes as one piece when the search finishes. Once the pieces run out,
+the stream's `finish_reason` says whether the text ended ("stop") or was cut by max_new_tokens ("length").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import torch
 
-from seqlab.decode.generate import generate, parse_options, prepare, token_steps
+from seqlab.decode.generate import finish_reasons, generate, parse_options, prepare, token_steps
 from seqlab.decode.prompts import build_prompt_ids
 from seqlab.decode.stopping import cut_at_stop
 from seqlab.errors import SeqlabError
@@ -55,12 +56,38 @@ class IncrementalDetokenizer:
         return text[len(done):]
 
 
+class TextStream:
+    """The pieces of one generated text, to iterate once; then `finish_reason` says how it ended: "stop" (EOS
+    or a stop string) or "length" (max_new_tokens ran out), as in `GenerateOutput.finish_reasons`."""
+
+    def __init__(self, pieces: Generator[str, None, str]):
+        self._pieces = pieces
+        self.finish_reason: str | None = None  # set when the pieces run out
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._pieces)
+        except StopIteration as end:
+            self.finish_reason = end.value
+            raise StopIteration from None
+
+
 def stream(model: Any, tokenizer: Any, prompt: str, *, label: str | None = None, compile_step: bool = False,
-           **options: Any) -> Iterator[str]:
+           **options: Any) -> TextStream:
     """Yield the generated text of `prompt` piece by piece (generation options and `compile_step` as in `generate`).
 
-    The text stops right after a stop string; it never includes the prompt.
+    The text stops right after a stop string; it never includes the prompt. Once the pieces run out, the
+    returned stream's `finish_reason` is "stop" or "length".
     """
+    return TextStream(_pieces(model, tokenizer, prompt, label, compile_step, options))
+
+
+def _pieces(model: Any, tokenizer: Any, prompt: str, label: str | None, compile_step: bool,
+            options: dict[str, Any]) -> Generator[str, None, str]:
+    """`stream`'s pieces; returns the finish reason."""
     opts = parse_options(options)
     if opts.num_return_sequences != 1:
         raise SeqlabError("streaming produces one sequence: num_return_sequences must be 1")
@@ -72,12 +99,15 @@ def stream(model: Any, tokenizer: Any, prompt: str, *, label: str | None = None,
         text, _ = cut_at_stop(tokenizer.decode(out.sequences[0, start:].tolist()), opts.stop_list)
         if text:
             yield text
-        return
+        return out.finish_reasons[0]
     decoding = prepare(model, input_ids, None, opts, tokenizer=tokenizer, streaming=True, compile_step=compile_step)
     detok = IncrementalDetokenizer(tokenizer, [] if model.is_encoder_decoder else ids[-1:])
     emitted = ""
+    new_ids: list[int] = []
     for tokens in token_steps(decoding):
-        piece = detok.push(tokens.tolist())
+        step_ids = tokens.tolist()
+        new_ids += step_ids
+        piece = detok.push(step_ids)
         if piece:
             piece, stopped = cut_at_stop(emitted + piece, opts.stop_list)
             piece = piece[len(emitted):]
@@ -85,7 +115,9 @@ def stream(model: Any, tokenizer: Any, prompt: str, *, label: str | None = None,
             if piece:
                 yield piece
             if stopped:
-                return
-    tail = detok.flush()
-    if tail:
-        yield tail
+                return "stop"
+    tail, _ = cut_at_stop(emitted + detok.flush(), opts.stop_list)  # the engine may stop within a held-back character
+    if tail[len(emitted):]:
+        yield tail[len(emitted):]
+    sequence = torch.cat([decoding.prefix, decoding.prefix.new_tensor([new_ids])], dim=1)  # (1, P + new)
+    return finish_reasons(decoding, sequence)[0]
