@@ -149,3 +149,17 @@ def test_help_lists_every_option(cli, monkeypatch):
                  "--top-p", "--min-p", "--temperature", "--repetition-penalty", "--no-repeat-ngram-size",
                  "--length-penalty", "--early-stopping", "--stop", "--seed", "--device", "--stream", "--json"):
         assert flag in r.stdout
+
+
+def test_json_marks_a_generation_cut_by_the_cap(cli, run_dir):
+    def generation(*args):
+        r = cli("generate", run_dir[0], "--prompt", "abc", "--json", *args)
+        assert r.exit_code == 0, r.stderr
+        return json.loads(r.stdout)["results"][0]["generations"][0]
+
+    cut = generation("--max-new-tokens", "3")
+    assert cut["tokens"] == 3 and cut["finish_reason"] == "length"
+    stopped = generation("--stop", cut["text"][:2])
+    assert stopped["text"] == cut["text"][:2] and stopped["finish_reason"] == "stop"
+    beams = generation("--max-new-tokens", "3", "--num-beams", "2")
+    assert beams["finish_reason"] == "length"

@@ -46,7 +46,8 @@ def generate(
     device: str = DeviceOpt,
     seed: int = SeedOpt,
 ) -> None:
-    """Generate text from a trained run. Options default to the run's `decode` config section."""
+    """Generate text from a trained run. Options default to the run's `decode` config section.
+    With --json, each generation has a finish_reason: "stop" (EOS or --stop) or "length" (cut by the cap)."""
     from seqlab.decode import GenerationOptions
     from seqlab.device import resolve_device, seed_everything
     from seqlab.runs import open_run
@@ -112,7 +113,7 @@ def _generate(model: Any, tokenizer: Any, prompts: list[str], label: str | None,
         ends = [j + 1 for j, t in enumerate(generated) if t in opts.eos_ids]
         generated = generated[:ends[0]] if ends else generated
         text, _ = cut_at_stop(tokenizer.decode(generated), opts.stop_list)
-        entry = {"text": text, "tokens": len(generated)}
+        entry = {"text": text, "tokens": len(generated), "finish_reason": out.finish_reasons[i]}  # stop | length
         if out.sequences_scores is not None:
             entry["score"] = round(float(out.sequences_scores[i]), 6)
         results[i // n]["generations"].append(entry)
