@@ -24,18 +24,34 @@ def chatbot(tmp_path_factory):
     return train_run(root / "run", config_for(corpus, SEQ2SEQ, "pairs", max_steps=80, lr=3e-2, warmup_steps=5))
 
 
-def test_piped_stdin_gets_one_reply_per_line_and_nothing_else(chatbot):
+def test_piped_stdin_gets_one_line_per_input_line_and_nothing_else(chatbot):
     script = "hello\n\nhow are you\n/strategy beam 3\nbye\n/set temperature 0.5\nwhat is your name\n"
     result = run_seqlab("chat", chatbot, "--device", "cpu", stdin=script, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["hi there", "i am fine", "see you later", "my name is bot"]
+    assert result.stdout.split("\n") == ["hi there", "", "i am fine", "", "see you later", "", "my name is bot", ""]
     assert "strategy beam 3" in result.stderr  # command feedback stays off stdout
+
+
+def test_a_blank_line_gets_an_empty_line_so_replies_line_up(cli, chatbot):
+    result = cli("chat", chatbot, "--device", "cpu", stdin="hello\n\nbye\n")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "hi there\n\nsee you later\n"
+
+
+def test_a_reply_cut_by_the_cap_is_marked(cli, chatbot):
+    # 3 tokens: "hi there" and its EOS fit, "my name is bot" does not
+    result = cli("chat", chatbot, "--device", "cpu", "--max-new-tokens", "3", stdin="what is your name\n/show\nhello\n")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["my name is …", "", "hi there"]
+    assert "last reply: finish_reason length (cut at max_new_tokens 3" in result.stderr
+    shown = cli("chat", chatbot, "--device", "cpu", stdin="bye\n/show\n")
+    assert shown.stdout.splitlines() == ["see you later", ""] and "last reply: finish_reason stop" in shown.stderr
 
 
 def test_in_process_with_history_and_reset(cli, chatbot):
     result = cli("chat", chatbot, "--device", "cpu", "--history-turns", "1", stdin="thank you\n/reset\nbye\n/dance\n")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["you are welcome", "see you later"]
+    assert result.stdout.splitlines() == ["you are welcome", "", "see you later", ""]
     assert "unknown command /dance" in result.stderr
 
 
@@ -56,6 +72,16 @@ def test_language_model_run_replies_one_line_each(cli, tmp_path):
                  stdin="to be or not\nall the world\n")
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
+
+
+def test_a_turn_that_fails_is_an_error_line_and_the_script_goes_on(cli, tmp_path):
+    run = make_run(tmp_path / "lm", config_for(write_text_corpus(tmp_path / "t.txt"), LM, "lm", tokenizer="char"))
+    too_long = "to be or not to be that is the question"  # more characters than the model's context of 32
+    result = cli("chat", run, "--device", "cpu", "--max-new-tokens", "4", stdin=f"all\n{too_long}\nthe\n")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
+    assert "error: prompt of" in result.stderr and "context" in result.stderr
 
 
 @pytest.mark.parametrize("args,message", [

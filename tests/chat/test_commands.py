@@ -49,3 +49,18 @@ def test_commands_change_the_session(session_factory):
 def test_bad_commands_raise_seqlab_errors(session_factory, line, message):
     with pytest.raises(SeqlabError, match=message):
         run_command(session_factory(), line)
+
+
+def test_show_lists_the_options_changed_with_set(session_factory):
+    session = session_factory()
+    assert run_command(session, "/show") == "strategy greedy, max_new_tokens 4, history_turns 1"  # nothing changed
+    run_command(session, "/set repetition_penalty 1.3")
+    run_command(session, "/set stop_strings [bye]")
+    run_command(session, "/set history_turns 2")
+    shown = run_command(session, "/show")
+    assert "changed: repetition_penalty 1.3 (was 1.0), stop_strings ['bye'] (was None), history_turns 2 (was 1)" \
+        in shown
+    run_command(session, "/set repetition_penalty 1.0")
+    assert "repetition_penalty" not in run_command(session, "/show")  # back to where it started
+    "".join(session.reply("hello"))
+    assert "last reply: finish_reason " in run_command(session, "/show")

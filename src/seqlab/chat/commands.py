@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from seqlab.chat.session import SETTABLE, ChatSession
+from seqlab.chat.session import CUT_MARK, SETTABLE, ChatSession
 from seqlab.errors import SeqlabError
 
 HELP = f"""commands:
@@ -13,8 +13,10 @@ HELP = f"""commands:
   /set NAME VALUE            change a decoding option, e.g. /set temperature 0.7, /set top_p 0.9,
                              /set max_new_tokens 40, /set history_turns 3
   /strategy greedy|sample|beam N
-  /show                      the current decoding settings
+  /show                      the decoding settings, the options changed since the start, and the
+                             last reply's finish_reason (stop, or length: cut at max_new_tokens)
   Ctrl-D                     leave
+a reply cut at max_new_tokens ends with "{CUT_MARK.strip()}"; /set max_new_tokens N allows longer ones
 options: history_turns, {', '.join(SETTABLE)}"""
 
 

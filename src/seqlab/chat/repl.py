@@ -2,8 +2,11 @@
 
 - interactive (a terminal): a banner, a `you>` prompt with line editing, the reply streamed piece by piece
   as `bot>`; Ctrl-C stops a reply, Ctrl-D (or /quit) leaves.
-- scripted (piped stdin): one user turn per input line, one reply per output line on stdout and nothing
-  else there; command feedback and errors go to stderr. Blank lines are skipped.
+- scripted (piped stdin): exactly one line on stdout per input line (up to /quit), so that replies line up
+  with their inputs: the reply to a turn, or an empty line for a blank line or a command (whose feedback
+  goes to stderr, as do errors). A reply is always one line.
+
+In both, a reply that max_new_tokens cut short ends with `CUT_MARK` (" …"); /show gives its finish_reason.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from seqlab.chat.commands import is_command, run_command
-from seqlab.chat.session import ChatSession
+from seqlab.chat.session import CUT_MARK, ChatSession
 from seqlab.errors import SeqlabError
 
 BANNER = "chatting with {name} ({mode}); /help for commands, Ctrl-D to leave"
@@ -19,20 +22,25 @@ QUIT = ("/quit", "/exit")
 
 
 def run_scripted(session: ChatSession, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    """Answer every line of `stdin`; returns the number of replies."""
+    """Answer every line of `stdin` with one line of `stdout` (see the module docstring); returns the number
+    of replies."""
     replies = 0
     for line in stdin:
         line = line.strip()
-        if not line:
-            continue
         if line in QUIT:
             break
+        answer = ""
         if is_command(line):
             _command(session, line, stderr)
-            continue
-        stdout.write("".join(session.reply(line)).strip() + "\n")
+        elif line:
+            try:
+                answer = "".join(session.reply(line)).strip() + _mark(session)
+                replies += 1
+            except SeqlabError as e:  # e.g. a prompt too long for the model: this turn fails, not the script
+                stderr.write(f"error: {e}\n")
+                stderr.flush()
+        stdout.write(answer + "\n")
         stdout.flush()
-        replies += 1
     return replies
 
 
@@ -63,9 +71,17 @@ def run_interactive(session: ChatSession, name: str, stdout: TextIO, stderr: Tex
             for piece in session.reply(line):
                 stdout.write(piece)
                 stdout.flush()
+            stdout.write(_mark(session))
         except KeyboardInterrupt:
             stdout.write(" [stopped]")
+        except SeqlabError as e:
+            stdout.write(f"\nerror: {e}")
         stdout.write("\n")
+
+
+def _mark(session: ChatSession) -> str:
+    """CUT_MARK after a reply that max_new_tokens cut short, else nothing."""
+    return CUT_MARK if session.finish_reason == "length" else ""
 
 
 def _command(session: ChatSession, line: str, out: TextIO) -> None:

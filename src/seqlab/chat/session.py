@@ -5,12 +5,15 @@ The model sees the last k turns (k = `history_turns`, the run's `data.history_tu
     encoder-decoder:  source = " <sep> ".join(turns[-k:])          (as the dialogue pairs were built)
     language model:   prompt = "\\n".join(turns[-k:]) + "\\n"          reply = the text up to the next newline
 
-and every reply comes from `seqlab.decode.stream`, the one streaming generator.
+and every reply comes from `seqlab.decode.stream`, the one streaming generator. A reply is one line: line
+breaks inside it become spaces. When max_new_tokens cut it short (finish_reason "length") the chat shows
+`CUT_MARK` after it, and `/show` gives the last reply's finish_reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +26,8 @@ from seqlab.errors import SeqlabError
 # options the session owns: the tokenizer's ids and the per-reply seed
 FIXED_OPTIONS = ("eos_token_id", "pad_token_id", "seed")
 SETTABLE = tuple(f.name for f in dataclasses.fields(GenerationOptions) if f.name not in FIXED_OPTIONS)
+CUT_MARK = " …"  # shown after a reply that max_new_tokens cut short
+LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # where str.splitlines() splits
 
 
 class ChatSession:
@@ -36,6 +41,8 @@ class ChatSession:
         self.history_turns = history_turns
         self.seed = seed
         self.turns: list[str] = []  # user, bot, user, bot, ...
+        self.finish_reason: str | None = None  # the last complete reply's: "stop" or "length"
+        self._initial = (self.options, history_turns)  # what /show compares with, to list the changes
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -49,7 +56,8 @@ class ChatSession:
         return "\n".join(context) + "\n"
 
     def reply(self, user_text: str) -> Iterator[str]:
-        """Stream the reply's pieces; once it is complete, the exchange joins the history."""
+        """Stream the reply's pieces (no line breaks); once it is complete, the exchange joins the history and
+        `finish_reason` says whether it ended ("stop") or max_new_tokens cut it ("length")."""
         user_text = " ".join(user_text.split())
         options = dataclasses.asdict(self.options)
         if self.seed is not None:  # a different, reproducible draw for every reply
@@ -57,13 +65,16 @@ class ChatSession:
         if not self.is_encoder_decoder:
             options["stop_strings"] = [*self.options.stop_list, "\n"]
         pieces = []
-        for piece in stream(self.model, self.tokenizer, self.prompt(user_text), **options):
-            piece = piece.replace("\n", " ") if self.is_encoder_decoder else piece.split("\n")[0]
+        self.finish_reason = None
+        text = stream(self.model, self.tokenizer, self.prompt(user_text), **options)
+        for piece in text:
+            piece = LINE_BREAKS.sub(" ", piece if self.is_encoder_decoder else piece.split("\n")[0])
             piece = piece if pieces else piece.lstrip()  # a word tokenizer's joining space
             if piece:
                 pieces.append(piece)
                 yield piece
         self.turns += [user_text, " ".join("".join(pieces).split())]
+        self.finish_reason = text.finish_reason
 
     def reset(self) -> None:
         self.turns = []
@@ -93,7 +104,32 @@ class ChatSession:
         self.options = dataclasses.replace(self.options, **changes)
 
     def describe(self) -> str:
+        """The decoding settings; then, when there are any, the options changed since the start (with /set or
+        /strategy) and the last reply's finish_reason."""
         o = self.options
         strategy = f"beam {o.num_beams}" if o.num_beams > 1 else "sample" if o.do_sample else "greedy"
         extra = f", temperature {o.temperature}, top_k {o.top_k}, top_p {o.top_p}" if o.do_sample else ""
-        return f"strategy {strategy}{extra}, max_new_tokens {o.max_new_tokens}, history_turns {self.history_turns}"
+        lines = [f"strategy {strategy}{extra}, max_new_tokens {o.max_new_tokens}, history_turns {self.history_turns}"]
+        changed = self.changes()
+        if changed:
+            lines.append("changed: " + ", ".join(f"{name} {_shown(new)} (was {_shown(old)})"
+                                                 for name, (old, new) in changed.items()))
+        if self.finish_reason == "length":
+            lines.append(f"last reply: finish_reason length (cut at max_new_tokens {o.max_new_tokens}, "
+                         f"marked{CUT_MARK})")
+        elif self.finish_reason is not None:
+            lines.append(f"last reply: finish_reason {self.finish_reason}")
+        return "\n".join(lines)
+
+    def changes(self) -> dict[str, tuple[Any, Any]]:
+        """{option: (value at the start, value now)} for every option changed since the session began."""
+        options, history_turns = self._initial
+        changed = {name: (getattr(options, name), getattr(self.options, name)) for name in SETTABLE
+                   if getattr(options, name) != getattr(self.options, name)}
+        if history_turns != self.history_turns:
+            changed["history_turns"] = (history_turns, self.history_turns)
+        return changed
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, (str, list)) else str(value)
