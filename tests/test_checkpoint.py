@@ -1,8 +1,11 @@
+import json
+
 import pytest
 import torch
-from safetensors.torch import load_file, save_model
+from damaged_files import BYTES, damage
+from safetensors.torch import load_file, save_file, save_model
 
-from seqlab.checkpoint import load_state, load_weights, save_state, save_weights
+from seqlab.checkpoint import load_state, load_weights, save_state, save_weights, verify_state
 from seqlab.errors import SeqlabError
 
 
@@ -91,3 +94,90 @@ def test_state_may_hold_tensors_that_share_memory(tmp_path):
     save_state(tmp_path / "s", {"weights": model.state_dict()})  # embed.weight and head.weight: one tensor
     back = load_state(tmp_path / "s")["weights"]
     assert torch.equal(back["head.weight"], model.embed.weight)
+
+
+# ---- damaged files: one SeqlabError naming the file and the damage, never safetensors' own exception
+
+
+@pytest.mark.parametrize("kind", BYTES)
+def test_damaged_weights_are_a_clear_error(tmp_path, kind):
+    path = tmp_path / "w.safetensors"
+    save_weights(torch.nn.Linear(3, 2), path)
+    damage(path, kind)
+    with pytest.raises(SeqlabError, match=r"w\.safetensors is damaged.*; restore it from a copy or train again$"):
+        load_weights(torch.nn.Linear(3, 2), path)
+    with pytest.raises(SeqlabError, match="restore the run"):
+        load_weights(torch.nn.Linear(3, 2), path, hint="restore the run")
+
+
+def test_integer_or_non_finite_weights_are_refused_naming_the_tensor(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    path = tmp_path / "w.safetensors"
+    save_file({"weight": torch.ones(2, 3, dtype=torch.int64), "bias": torch.zeros(2)}, str(path))
+    with pytest.raises(SeqlabError, match="tensor 'weight' is int64 but the model's is float32"):
+        load_weights(model, path)
+    for bad in (float("nan"), float("inf")):
+        save_file({"weight": torch.ones(2, 3), "bias": torch.tensor([0.0, bad])}, str(path))
+        with pytest.raises(SeqlabError, match="tensor 'bias' holds NaN or infinite values"):
+            load_weights(model, path)
+    assert torch.isfinite(model.bias).all()  # nothing was copied in
+    save_file({"weight": torch.ones(2, 3, dtype=torch.float16), "bias": torch.zeros(2, dtype=torch.bfloat16)},
+              str(path))
+    load_weights(model, path)  # another floating point precision is fine
+    assert torch.equal(model.weight, torch.ones(2, 3))
+
+
+def test_a_float_tensor_for_an_integer_buffer_is_refused(tmp_path):
+    class Counter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("seen", torch.zeros(3, dtype=torch.int64))
+
+    save_file({"seen": torch.full((3,), 0.5)}, str(tmp_path / "c.safetensors"))
+    with pytest.raises(SeqlabError, match="tensor 'seen' is float32 but the model's is int64"):
+        load_weights(Counter(), tmp_path / "c.safetensors")
+
+
+@pytest.mark.parametrize("kind", BYTES)
+def test_a_damaged_state_tensors_file_is_a_clear_error(tmp_path, kind):
+    save_state(tmp_path / "s", {"x": torch.arange(10.0), "step": 1})
+    damage(tmp_path / "s.safetensors", kind)
+    with pytest.raises(SeqlabError, match=r"s\.safetensors is damaged"):
+        load_state(tmp_path / "s")
+    with pytest.raises(SeqlabError, match=r"s\.safetensors is damaged"):
+        verify_state(tmp_path / "s")
+
+
+@pytest.mark.parametrize("text, damage", [
+    ("", r"it is empty"),
+    ('{"token": "abc", "tr', r"not valid JSON"),
+    ('{"token": "abc"}', r"not a checkpoint state: it needs a 'token' and a 'tree'"),
+    ('[1, 2]', r"not a checkpoint state"),
+    ("\udcff", r"not valid JSON"),
+])
+def test_a_damaged_state_json_is_a_clear_error(tmp_path, text, damage):
+    save_state(tmp_path / "s", {"x": torch.arange(3.0)})
+    (tmp_path / "s.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(SeqlabError, match=rf"s\.json is damaged \({damage}"):
+        load_state(tmp_path / "s", hint="do this")
+    with pytest.raises(SeqlabError, match=rf"s\.json is damaged \({damage}"):
+        verify_state(tmp_path / "s")
+
+
+def test_a_state_json_that_names_missing_tensors_is_a_clear_error(tmp_path):
+    save_state(tmp_path / "s", {"x": torch.arange(3.0)})
+    meta = json.loads((tmp_path / "s.json").read_text())
+    meta["tree"] = {"__dict__": [["x", {"__tensor__": "t7"}]]}
+    (tmp_path / "s.json").write_text(json.dumps(meta))
+    with pytest.raises(SeqlabError, match=r"s\.json does not describe the tensors in s\.safetensors"):
+        load_state(tmp_path / "s")
+
+
+def test_verify_state_checks_the_token_against_another_tensors_file(tmp_path):
+    save_state(tmp_path / "a", {"x": torch.arange(3.0)})
+    save_state(tmp_path / "b", {"x": torch.arange(3.0)})
+    verify_state(tmp_path / "a")
+    with pytest.raises(SeqlabError, match="come from different checkpoints"):
+        verify_state(tmp_path / "a", tmp_path / "b.safetensors")
+    with pytest.raises(SeqlabError, match="missing"):
+        verify_state(tmp_path / "a", tmp_path / "c.safetensors")

@@ -5,6 +5,11 @@
 `load_state(path)` rebuilds it. Both files are written atomically, and the JSON (written second)
 names a token stored in the tensors file's metadata, so a crash between the two renames is detected
 instead of mixing two checkpoints.
+
+Reading is validated: a damaged file (empty, truncated, random bytes, a broken header, a JSON that
+is not a state) is a one-line `SeqlabError` naming the file and what to do, never safetensors' own
+exception; weights that cannot be the model's (an integer tensor where the model has floating point
+weights, any NaN or infinity) are refused too.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from seqlab.errors import SeqlabError
 from seqlab.io import atomic_path, write_json
+
+DAMAGED_HINT = "restore it from a copy or train again"
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
@@ -41,14 +48,17 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, s
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> None:
+def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True, hint: str = DAMAGED_HINT) -> None:
     """Copy the weights at `path` into `model` (on any device); a tied weight may be stored under any
-    one of its names (files written by safetensors' `save_model` keep whichever it chose)."""
+    one of its names (files written by safetensors' `save_model` keep whichever it chose).
+
+    A damaged file, or weights that cannot be the model's (see `check_weights`), is a `SeqlabError`
+    ending in `hint` (what the user can do instead)."""
     path = Path(path)
     if not path.is_file():
         raise SeqlabError(f"no weights at {path}")
     module = _unwrap(model)
-    stored = load_file(str(path))
+    stored, _ = read_tensors(path, hint)
     expected = module.state_dict()
     ties: dict[tuple, list[str]] = {}
     for name, t in expected.items():
@@ -65,7 +75,90 @@ def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) 
         if stored[name].shape != expected[name].shape:
             raise SeqlabError(f"{path} does not match the model: {name} has shape {tuple(stored[name].shape)}, "
                               f"the model {tuple(expected[name].shape)}")
+    check_weights(str(path), stored, expected, hint)
     module.load_state_dict({k: v for k, v in stored.items() if k in expected}, strict=False)
+
+
+def check_weights(source: str, stored: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                  hint: str = DAMAGED_HINT) -> None:
+    """Refuse weights that would load silently but wrongly: `load_state_dict` casts an int64 tensor into
+    a float weight (and a float into an integer buffer), and copies NaN / infinity as they are.
+
+    `source` names where `stored` came from; one `isfinite` pass per floating tensor keeps this cheap.
+    """
+    for name in sorted(stored.keys() & expected.keys()):
+        got, want = stored[name], expected[name]
+        if got.is_floating_point() != want.is_floating_point():
+            raise SeqlabError(f"{source}: tensor {name!r} is {_dtype(got)} but the model's is {_dtype(want)} "
+                              f"(not this model's weights, or damaged); {hint}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise SeqlabError(f"{source}: tensor {name!r} holds NaN or infinite values (training diverged, or "
+                              f"the file is damaged); {hint}")
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+class _Damage(Exception):
+    """Why a file cannot be read (a reason, completed into a `SeqlabError` by the caller)."""
+
+
+def read_tensors(path: str | Path, hint: str = DAMAGED_HINT) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; a damaged file is a `SeqlabError` naming it and ending in `hint`."""
+    path = Path(path)
+    try:
+        header = _header(path)
+        tensors = load_file(str(path))
+    except _Damage as e:
+        raise SeqlabError(f"{path} is damaged: {e}; {hint}") from e
+    except SafetensorError as e:  # what the header check above cannot see (a tensor's size against its dtype)
+        raise SeqlabError(f"{path} is damaged ({_first_line(e)}); {hint}") from e
+    except OSError as e:
+        raise SeqlabError(f"cannot read {path}: {e.strerror or e}") from e
+    return tensors, header.get("__metadata__") or {}
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """The header of a safetensors file (8-byte little-endian length, then JSON), checked against the
+    file's size without reading any tensor: the tensors' data offsets must cover the rest exactly."""
+    size = path.stat().st_size
+    if size < 8:
+        raise _Damage("it is empty" if size == 0 else f"it holds only {size} bytes")
+    with path.open("rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        if length > size - 8:
+            raise _Damage(f"its header length ({length} bytes) exceeds the file's {size} bytes "
+                          "(truncated, or not a safetensors file)")
+        raw = f.read(length)
+    try:
+        header = json.loads(raw)
+    except ValueError:  # JSONDecodeError or UnicodeDecodeError
+        raise _Damage("its header is not valid JSON (not a safetensors file?)") from None
+    if not isinstance(header, dict):
+        raise _Damage("its header is not a JSON object")
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict):
+                raise _Damage("its header's __metadata__ is not a JSON object")
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise _Damage(f"its header entry for tensor {name!r} is malformed")
+        end = max(end, offsets[1])
+    data = size - 8 - length
+    if end > data:
+        raise _Damage(f"it is truncated: its tensors need {end} bytes of data, the file holds {data}")
+    if end < data:
+        raise _Damage(f"{data - end} stray bytes follow its last tensor")
+    return header
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _own(t: torch.Tensor) -> torch.Tensor:
@@ -97,17 +190,56 @@ def save_state(path: str | Path, obj: Any) -> None:
     write_json(path.with_suffix(".json"), {"token": token, "tree": tree}, indent=None)
 
 
-def load_state(path: str | Path) -> Any:
+def load_state(path: str | Path, hint: str = DAMAGED_HINT) -> Any:
+    """Rebuild what `save_state(path, ...)` stored; a damaged or mismatched pair is a `SeqlabError`."""
     path = Path(path)
     jpath, tpath = path.with_suffix(".json"), path.with_suffix(".safetensors")
     if not jpath.is_file() or not tpath.is_file():
         raise SeqlabError(f"no checkpoint state at {path} (expected {jpath.name} and {tpath.name})")
-    meta = json.loads(jpath.read_text(encoding="utf-8"))
-    with safe_open(str(tpath), framework="pt") as f:
-        if (f.metadata() or {}).get("token") != meta["token"]:
-            raise SeqlabError(f"{tpath} and {jpath.name} come from different checkpoints (interrupted save?)")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return _unflatten(meta["tree"], tensors)
+    meta = _state_json(jpath, hint)
+    tensors, metadata = read_tensors(tpath, hint)
+    _check_token(metadata, meta, tpath, jpath, hint)
+    try:
+        return _unflatten(meta["tree"], tensors)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SeqlabError(f"{jpath} does not describe the tensors in {tpath.name} ({type(e).__name__}: "
+                          f"{_first_line(e)}); {hint}") from e
+
+
+def verify_state(path: str | Path, tensors_file: str | Path | None = None) -> None:
+    """Check, without loading a tensor, that `path.json` is a complete state whose token is in the header
+    of a complete `tensors_file` (default `path.safetensors`); a `SeqlabError` says what is wrong."""
+    path = Path(path)
+    jpath = path.with_suffix(".json")
+    tpath = Path(tensors_file) if tensors_file is not None else path.with_suffix(".safetensors")
+    for p in (jpath, tpath):
+        if not p.is_file():
+            raise SeqlabError(f"{p} is missing")
+    meta = _state_json(jpath)
+    try:
+        header = _header(tpath)
+    except _Damage as e:
+        raise SeqlabError(f"{tpath} is damaged: {e}") from e
+    _check_token(header.get("__metadata__") or {}, meta, tpath, jpath)
+
+
+def _state_json(jpath: Path, hint: str = "") -> dict[str, Any]:
+    """The JSON half of a state: an object with a token and a tree."""
+    then = f"; {hint}" if hint else ""
+    try:
+        meta = json.loads(jpath.read_bytes())
+    except ValueError as e:  # JSONDecodeError or UnicodeDecodeError
+        reason = "it is empty" if jpath.stat().st_size == 0 else f"not valid JSON: {_first_line(e)}"
+        raise SeqlabError(f"{jpath} is damaged ({reason}){then}") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("token"), str) or "tree" not in meta:
+        raise SeqlabError(f"{jpath} is damaged (not a checkpoint state: it needs a 'token' and a 'tree'){then}")
+    return meta
+
+
+def _check_token(metadata: dict[str, str], meta: dict[str, Any], tpath: Path, jpath: Path, hint: str = "") -> None:
+    if metadata.get("token") != meta["token"]:
+        raise SeqlabError(f"{tpath} and {jpath.name} come from different checkpoints (interrupted save?)"
+                          + (f"; {hint}" if hint else ""))
 
 
 def _flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
+from conftest import assert_one_line_error
+from damaged_files import BYTES, VALUES, damage
+from tiny_runs import LM, config_for, make_run, write_text_corpus
 
 from seqlab.checkpoint import save_weights
 from seqlab.config import Config, ModelConfig
@@ -49,3 +54,39 @@ def test_bad_requests(run, tmp_path):
     run.model.unlink()
     with pytest.raises(SeqlabError, match="no trained weights yet"):
         load_model_from_run(run.path)
+
+
+def test_damaged_weights_say_which_other_weights_may_still_be_good(run):
+    run, _, _, best = run
+    save_weights(best, run.best)
+    run.best.write_bytes(run.best.read_bytes()[:100])
+    with pytest.raises(SeqlabError, match=r"best\.safetensors is damaged.*model\.safetensors, --checkpoint last"):
+        load_model_from_run(run.path, which="best")
+    save_weights(best, run.best)
+    run.model.write_bytes(b"")
+    with pytest.raises(SeqlabError, match=r"model\.safetensors is damaged: it is empty; restore it or retrain; "
+                                          r"best\.safetensors \(--checkpoint best\) may still be good$"):
+        load_model_from_run(run.path, which="last")
+    run.best.unlink()
+    with pytest.raises(SeqlabError, match=r"model\.safetensors is damaged: it is empty; restore it or retrain$"):
+        load_model_from_run(run.path)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm")
+    return make_run(root / "run", config_for(write_text_corpus(root / "t.txt"), LM, "lm", tokenizer="char"))
+
+
+@pytest.mark.parametrize("kind", BYTES + VALUES)
+def test_generate_refuses_damaged_weights_in_one_line(cli, tiny_lm_run, tmp_path, kind):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_lm_run, run)
+    damage(run / "model.safetensors", kind)
+    r = cli("generate", run, "--prompt", "the", "--device", "cpu")
+    assert_one_line_error(r)
+    assert f"{run / 'model.safetensors'}" in r.stderr and r.stderr.rstrip().endswith("restore it or retrain")
+    if kind in VALUES:
+        assert ("is int64 but the model's is float32" if kind == "int64" else "holds NaN or infinite") in r.stderr
+    else:
+        assert "model.safetensors is damaged" in r.stderr
