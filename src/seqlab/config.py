@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -195,8 +196,9 @@ def read_config_file(name_or_path: str | Path) -> dict[str, Any]:
     """Read a YAML config from a path, or a preset by name."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
+        if not path.is_file():  # a FIFO or a device is refused too, before anything reads (or waits on) it
+            what = "is not a regular file" if path.exists() else "does not exist"
+            raise ConfigError(f"config file {str(path)!r} {what}")
         text = path.read_text(encoding="utf-8")
     else:
         names = preset_names()
@@ -207,6 +209,9 @@ def read_config_file(name_or_path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{name_or_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{name_or_path}: YAML nested too deeply to read (over ~{sys.getrecursionlimit()} "
+                          "levels); a config is sections of plain keys") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{name_or_path}: a config must be a mapping of sections, got {type(raw).__name__}")
     return raw
@@ -229,6 +234,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             node[parts[-1]] = value
+        except RecursionError:
+            raise ConfigError(f"--set {key.strip()}: the value is nested too deeply to read (over "
+                              f"~{sys.getrecursionlimit()} levels of [ ] or {{ }})") from None
     return out
 
 

@@ -130,7 +130,7 @@ class MetricsLog:
         if not self.path.is_file():
             return []
         rows = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in self.path.read_text(encoding="utf-8").split("\n"):  # not splitlines: U+2028 may be in a string
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:  # a line cut by a hard kill

@@ -112,7 +112,7 @@ def bad_file(tmp_path, name, content: bytes):
     ("empty.txt", b"", "the file is empty"),
     ("blank.txt", b" \n\n\t \n", "only whitespace"),
     ("binary.txt", bytes(range(256)) * 4, "binary data"),
-    ("latin.txt", "first line\nsecond: caf\u00e9\n".encode("latin-1"), "latin.txt: bytes that are not valid utf-8 at line 2, byte offset 22"),
+    ("latin.txt", "first line\nsecond: caf\u00e9\n".encode("latin-1"), "latin.txt: not valid utf-8 at line 2, byte offset 22"),
     ("broken.jsonl", b'{"text": "ok"}\n{"text": \n', "broken.jsonl: line 2 is not valid JSON"),
     ("keys.jsonl", b'{"source": "hi", "target": "hello"}\n{"source": "no target"}\n', "line 2 lacks the key 'target'"),
 ])

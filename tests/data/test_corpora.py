@@ -86,7 +86,7 @@ def test_labelled_by_meta():
     (b"", "is empty"),
     (b"  \n\t\n", "only whitespace"),
     (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "binary data"),
-    (b"fine\nalso fine\ncaf\xe9\n", r"not valid utf-8 at line 3, byte offset 18 \(byte 0xe9\).*--encoding"),
+    (b"fine\nalso fine\ncaf\xe9\n", r"not valid utf-8 at line 3, byte offset 18 \(byte 0xe9\).*--encoding cp1252"),
 ])
 def test_unreadable_files(tmp_path, content, message):
     path = tmp_path / "c.txt"

@@ -15,6 +15,18 @@ from seqlab.errors import DataError
 CorpusKind = Literal["text", "pairs", "labelled"]
 
 
+def split_lines(text: str) -> list[str]:
+    """`text`'s lines, ended by "\n" only ("\r\n" too, the "\r" dropped); a final "\n" opens no empty line.
+
+    Unlike `str.splitlines`, U+2028/U+2029, U+0085, form feed and the other Unicode line breaks stay
+    inside a line: they are valid in a JSON string, and a text line holding one is still one line.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
 @dataclass(frozen=True)
 class Document:
     text: str

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from seqlab.config import DataConfig
 from seqlab.data.corpora import Corpus, Document, LabelledText, load_corpus
 from seqlab.data.corpora.tinyshakespeare import cache_dir as user_cache_dir
+from seqlab.data.corpus import split_lines
 from seqlab.data.splits import contiguous_split, split_by_group
 from seqlab.data.tokenizers import Tokenizer, load_tokenizer, train_tokenizer
 from seqlab.errors import DataError
@@ -156,7 +157,7 @@ def _lm_texts(corpus: Corpus, cfg: DataConfig, seed: int) -> dict[str, list[str]
         return {side: [d.text for d in part] for side, part in
                 contiguous_split(docs, cfg.val_fraction, cfg.test_fraction).items()}
     if len(docs) == 1:  # one document and a random split: its lines are the examples
-        docs = [Document(line, f"line {n}") for n, line in enumerate(docs[0].text.splitlines(), 1) if line.strip()]
+        docs = [Document(line, f"line {n}") for n, line in enumerate(split_lines(docs[0].text), 1) if line.strip()]
     parts = split_by_group(docs, group=lambda d: d.group, key=lambda d: d.text, val_fraction=cfg.val_fraction,
                            test_fraction=cfg.test_fraction, seed=seed)
     return {side: [d.text for d in part] for side, part in parts.items()}

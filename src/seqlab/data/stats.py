@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 from seqlab.config import DataConfig
-from seqlab.data.corpus import Corpus, LabelledText, Pair
+from seqlab.data.corpus import Corpus, LabelledText, Pair, split_lines
 from seqlab.data.prepare import split_texts
 from seqlab.data.tokenizers import Tokenizer, train_tokenizer
 from seqlab.errors import DataError
@@ -78,7 +78,7 @@ def _strings(items: list[Any]) -> list[str]:
 
 def _units(corpus: Corpus) -> list[Any]:
     if corpus.kind == "text" and len(corpus) == 1:
-        return [line for line in corpus.documents[0].text.splitlines() if line.strip()]
+        return [line for line in split_lines(corpus.documents[0].text) if line.strip()]
     if corpus.kind == "text":
         return [d.text for d in corpus.documents]
     return list(corpus.examples)

@@ -14,48 +14,100 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
+import shlex
+import stat
+import sys
 from pathlib import Path
 from typing import Any
 
 from seqlab.data.corpora.dialogue import dialogue_pairs
-from seqlab.data.corpus import Corpus, Document, LabelledText, Pair
+from seqlab.data.corpora.encodings import guess_encoding, looks_like_damaged_utf8
+from seqlab.data.corpus import Corpus, Document, LabelledText, Pair, split_lines
 from seqlab.errors import DataError
 
 SUFFIXES = (".txt", ".jsonl", ".tsv")
 _BINARY_PROBE = 8192
 
 
-def read_text_file(path: Path, encoding: str = "utf-8") -> str:
-    """The file's text, or a DataError for a missing path, a directory, empty/blank/binary/undecodable data."""
-    if not path.exists():
-        raise DataError(f"no such file: {str(path)!r}")
-    if path.is_dir():
+def read_file_bytes(path: Path) -> bytes:
+    """The bytes of the regular file `path`, or a DataError naming it: missing, a directory, a FIFO, device or
+    socket (refused before reading, so a pipe or /dev/zero never blocks nor fills memory), or unreadable."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"no such file: {str(path)!r}") from None
+    except OSError as e:
+        raise DataError(f"corpus file {str(path)!r} cannot be read: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
         raise DataError(f"{str(path)!r} is a directory; expected a corpus file ({', '.join(SUFFIXES)})")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{str(path)!r} is {_file_type(mode)}, not a regular file; seqlab reads a corpus file whole, "
+                        "so save the data to a file first")
+    try:  # O_NONBLOCK: should the path have become a FIFO since the check, opening it does not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except PermissionError:
+        raise DataError(f"permission denied reading corpus file {str(path)!r}; make it readable "
+                        f"(e.g. chmod u+r {shlex.quote(str(path))}) or run as a user who may read it") from None
+    except OSError as e:
+        raise DataError(f"corpus file {str(path)!r} cannot be read: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise DataError(f"{str(path)!r} is not a regular file; give a corpus file on disk")
+        return f.read()
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def read_text_file(path: Path, encoding: str = "utf-8") -> str:
+    """The file's text, or a DataError for a missing path, a directory, a non-regular file,
+    empty/blank/binary/undecodable data."""
     try:
         codec = codecs.lookup(encoding)
     except LookupError:
-        raise DataError(f"unknown text encoding {encoding!r} (try utf-8, latin-1, gb18030, utf-16)") from None
-    data = path.read_bytes()
+        raise DataError(f"unknown text encoding {encoding!r} (try utf-8, gb18030, big5, cp1252, utf-16)") from None
+    data = read_file_bytes(path)
     if not data:
         raise DataError(f"{path}: the file is empty")
     nul = data.find(b"\0", 0, _BINARY_PROBE)
     if nul >= 0 and not codec.name.startswith(("utf-16", "utf-32")):
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise DataError(f"{path}: starts with a UTF-16 byte-order mark; try --encoding utf-16 "
+                            "(or --set data.encoding=utf-16)")
         raise DataError(f"{path}: looks like binary data (a NUL byte at offset {nul}), not text")
     try:
         text = data.decode(codec.name)
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}: bytes that are not valid {encoding} at line {line}, byte offset {e.start} "
-                        f"(byte 0x{data[e.start]:02x}); pass the file's encoding, e.g. --encoding latin-1") from None
+        raise _undecodable(path, data, codec.name, e) from None
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise DataError(f"{path}: the file holds only whitespace")
     return text
 
 
+def _undecodable(path: Path, data: bytes, encoding: str, e: UnicodeDecodeError) -> DataError:
+    """The error for bytes `encoding` cannot decode, suggesting the encoding the file looks like."""
+    line = data.count(b"\n", 0, e.start) + 1
+    where = f"{path}: not valid {encoding} at line {line}, byte offset {e.start} (byte 0x{data[e.start]:02x})"
+    if encoding.startswith("utf-8") and looks_like_damaged_utf8(data, e.start):
+        return DataError(f"{where}; the rest of the file reads as utf-8, so it is probably damaged there: "
+                         "fix or delete the bytes at that offset")
+    guess = guess_encoding(data, e.start, encoding)
+    if guess is None:
+        return DataError(f"{where}; pass the file's encoding with --encoding NAME (or --set data.encoding=NAME), "
+                         "e.g. gb18030, big5, shift_jis or cp1252")
+    return DataError(f"{where}; it looks like {guess}: try --encoding {guess} (or --set data.encoding={guess})")
+
+
 def load_file(path: Path, *, encoding: str = "utf-8", history_turns: int = 1) -> Corpus:
     suffix = path.suffix.lower()
-    if path.exists() and not path.is_dir() and suffix not in SUFFIXES:
+    if path.is_file() and suffix not in SUFFIXES:
         raise DataError(f"{path}: unsupported corpus file type {suffix or '(none)'!r}; use {', '.join(SUFFIXES)}")
     text = read_text_file(path, encoding)
     common = {"name": str(path), "source": str(path), "files": (path.resolve(),)}
@@ -70,7 +122,7 @@ def load_file(path: Path, *, encoding: str = "utf-8", history_turns: int = 1) ->
 
 def _tsv_pairs(path: Path, text: str) -> list[Pair]:
     pairs = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(split_lines(text), 1):
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -82,13 +134,16 @@ def _tsv_pairs(path: Path, text: str) -> list[Pair]:
 
 def _jsonl_items(path: Path, text: str, history_turns: int) -> tuple[str, list[Any]]:
     kind, items = None, []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(split_lines(text), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: line {n} is not valid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise DataError(f"{path}: line {n} is JSON nested too deeply to read (over ~{sys.getrecursionlimit()} "
+                            'levels of [ ] or { }); a row is a flat object such as {"text": ...}') from None
         if not isinstance(row, dict):
             raise DataError(f"{path}: line {n} is a JSON {type(row).__name__}; expected an object such as "
                             '{"text": ...}, {"source": ..., "target": ...} or {"messages": [...]}')
