@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from seqlab.data import prepare as prepare_module
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, run_seqlab
 
 INSPECT_KEYS = {"examples", "characters", "distinct_characters", "tokens", "vocab_size", "oov_rate",
                 "length_percentiles", "samples"}
@@ -95,7 +99,12 @@ def test_prepare_interrupted_leaves_no_cache(cli, monkeypatch, user_cache, tmp_p
     path.write_text("".join(f"hello world {i}\n" for i in range(100)), encoding="utf-8")
     result = cli("data", "prepare", str(path), "--set", "model.context_length=8")
     assert result.exit_code == 130
-    assert list((user_cache / "prepared").iterdir()) == []
+    assert result.stderr == (f"seqlab: interrupted: nothing was written (the cache at {user_cache / 'prepared'} "
+                             "is unchanged)\n")
+    assert not user_cache.exists()  # not even the folders write_cache made for it
+    (user_cache / "prepared" / "earlier").mkdir(parents=True)  # a cache that was there before is kept
+    assert cli("data", "prepare", str(path), "--set", "model.context_length=8").exit_code == 130
+    assert [p.name for p in (user_cache / "prepared").iterdir()] == ["earlier"]
 
 
 # ----------------------------------------------------------------------------- bad input: one line, exit 2
@@ -203,3 +212,119 @@ def test_wrong_config_type(cli):
     result = cli("data", "prepare", "tang300", "--set", "data.vocab_size=many")
     assert_one_line_error(result)
     assert "data.vocab_size: expected int, got str 'many'" in result.stderr
+
+
+# ----------------------------------------------------------------------------- the user's input files (issue 15)
+
+
+def test_fifo_and_devices_are_refused_without_hanging(cli, tmp_path):
+    fifo = tmp_path / "corpus.txt"
+    os.mkfifo(fifo)  # nobody writes to it: a reader would wait for ever
+    result = run_seqlab("data", "prepare", fifo, timeout=60)
+    assert_one_line_error(result)
+    assert f"'{fifo}' is a named pipe (FIFO), not a regular file" in result.stderr
+    zeros = tmp_path / "zeros.jsonl"  # a corpus's name, /dev/zero's endless bytes
+    zeros.symlink_to("/dev/zero")
+    for path in ("/dev/zero", zeros):
+        result = cli("data", "inspect", path)
+        assert_one_line_error(result)
+        assert f"'{path}' is a character device, not a regular file" in result.stderr
+
+
+def test_deeply_nested_json_and_config(cli, tmp_path):
+    path = bad_file(tmp_path, "deep.jsonl", b'{"text": "fine"}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    result = cli("data", "inspect", path)
+    assert_one_line_error(result)
+    assert "deep.jsonl: line 2 is JSON nested too deeply" in result.stderr
+    config = bad_file(tmp_path, "deep.yaml", b"data: " + b"{a: " * 10_000 + b"1" + b"}" * 10_000 + b"\n")
+    for args in (["--config", config], ["--set", "data.vocab_size=" + "{a: " * 10_000 + "1" + "}" * 10_000]):
+        result = cli("data", "prepare", "tang300", *args)
+        assert_one_line_error(result)
+        assert "nested too deeply" in result.stderr
+
+
+def test_jsonl_with_unicode_line_breaks_prepares(cli, tmp_path):
+    rows = [json.dumps({"text": f"line {i}\u2028still {i}\u0085and\x0c{i}"}, ensure_ascii=False) for i in range(60)]
+    path = tmp_path / "seps.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = cli("data", "prepare", str(path), "--set", "model.context_length=4", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert sum(json.loads(result.stdout)["splits"].values()) == sum(len(json.loads(r)["text"]) + 1 for r in rows)
+
+
+def test_chinese_in_gb18030_gets_the_right_encoding_hint(cli, tmp_path):
+    path = tmp_path / "poems.txt"
+    data = "静夜思\n床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n".encode("gb18030") * 20
+    path.write_bytes(data)
+    result = cli("data", "prepare", str(path), "--set", "model.context_length=8")
+    assert_one_line_error(result)
+    assert result.stderr == (f"seqlab: error: {path}: not valid utf-8 at line 1, byte offset 0 (byte 0x{data[0]:02x}); "
+                             "it looks like gb18030: try --encoding gb18030 (or --set data.encoding=gb18030)\n")
+    for option in (["--encoding", "gb18030"], ["--set", "data.encoding=gb18030"]):
+        fixed = cli("data", "prepare", str(path), "--set", "model.context_length=8", *option, "--json")
+        assert fixed.exit_code == 0, fixed.stderr
+        assert json.loads(fixed.stdout)["vocab_size"] > 20
+
+
+def test_permission_denied_names_the_corpus(cli, tmp_path, monkeypatch):
+    path = bad_file(tmp_path, "locked.txt", b"secret words\n" * 10)
+    real_open = os.open
+
+    def refuse(p, *args, **kwargs):  # tests run as root, whom chmod does not stop
+        if os.fspath(p) == path:
+            raise PermissionError(13, "Permission denied", p)
+        return real_open(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    result = cli("data", "inspect", path)
+    assert_one_line_error(result)
+    assert f"permission denied reading corpus file '{path}'" in result.stderr
+
+
+def test_prepare_out_under_a_regular_file(cli, tmp_path):
+    corpus = bad_file(tmp_path, "c.txt", b"hello world\n" * 50)
+    plain = bad_file(tmp_path, "notes.txt", b"not a folder\n")
+    result = cli("data", "prepare", corpus, "--out", plain)
+    assert_one_line_error(result)
+    assert f"--out '{plain}' is a file, not a run directory" in result.stderr
+    result = cli("data", "prepare", corpus, "--out", f"{plain}/run/inner")
+    assert_one_line_error(result)
+    assert f"--out '{plain}/run/inner' cannot be created: '{plain}' is a file, not a directory" in result.stderr
+
+
+# `seqlab data prepare`, stopped for two minutes once the first split is written in the temporary folder
+_SLOW_WRITE = """
+import sys, time
+from seqlab.cli import main
+from seqlab.data import prepare
+
+write_split = prepare._write_split
+
+def slow(folder, split):
+    entry = write_split(folder, split)
+    print("WRITING", folder, file=sys.stderr, flush=True)
+    time.sleep(120)
+    return entry
+
+prepare._write_split = slow
+main(sys.argv[1:])
+"""
+
+
+def test_ctrl_c_during_prepare_writes_nothing(tmp_path):
+    corpus = bad_file(tmp_path, "c.txt", "".join(f"hello world {i}\n" for i in range(200)).encode())
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITE, "data", "prepare", corpus, "--out", str(run),
+                             "--set", "model.context_length=8"], stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith("WRITING"), first + proc.stderr.read()
+        partial = Path(first.split(maxsplit=1)[1].strip())
+        assert partial.parent == run / "prepared" and list(partial.iterdir())  # half-written, under a hidden name
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert rest == f"seqlab: interrupted: nothing was written (the cache at {run / 'prepared'} is unchanged)\n"
+    assert not run.exists()

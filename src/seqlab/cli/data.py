@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import typer
@@ -10,8 +11,10 @@ import typer
 from seqlab.cli.options import EncodingOpt, JsonOpt, SeedOpt, SetOpt, print_json
 from seqlab.config import Config, from_dict, merge, parse_overrides, read_config_file
 from seqlab.data.corpora import list_builtins, load_corpus
-from seqlab.data.prepare import check_min_length, prepare_data
+from seqlab.data.corpora.tinyshakespeare import cache_dir as user_cache_dir
+from seqlab.data.prepare import PreparedData, check_min_length, prepare_data
 from seqlab.data.stats import corpus_stats
+from seqlab.errors import SeqlabError
 from seqlab.runs import RunDir
 
 data_app = typer.Typer(help="Corpora: list the built-ins, inspect one, prepare (tokenize + cache) one.",
@@ -64,6 +67,43 @@ def inspect(
     _print_stats(stats)
 
 
+def _check_out(out: Path) -> None:
+    """--out must be a directory, or a path where one can be created: no file may stand on it."""
+    for folder in (out, *out.parents):
+        if folder.is_dir():
+            return
+        if folder.exists():
+            if folder == out:
+                raise SeqlabError(f"--out {str(out)!r} is a file, not a run directory; choose a directory path")
+            raise SeqlabError(f"--out {str(out)!r} cannot be created: {str(folder)!r} is a file, not a directory; "
+                              "choose another path")
+
+
+def _prepare_or_say_nothing_was_written(cfg: Config, seed: int, out: Path | None) -> PreparedData:
+    """prepare_data; on Ctrl-C, one line saying that nothing was written (exit 130).
+
+    The cache goes in under a hidden name and is renamed when complete, so only an interrupt landing
+    after that rename finds something written, which it then names.
+    """
+    prepared = (out if out is not None else user_cache_dir()) / "prepared"
+    before = set(os.listdir(prepared)) if prepared.is_dir() else set()
+    missing = [folder for folder in (prepared, *prepared.parents) if not folder.exists()]  # innermost first
+    try:
+        return prepare_data(cfg.data, seed, cache_dir=out)
+    except KeyboardInterrupt:
+        for folder in missing:  # the folders write_cache made for nothing, if still empty
+            if folder.is_dir() and not os.listdir(folder):
+                folder.rmdir()
+        after = set(os.listdir(prepared)) if prepared.is_dir() else set()
+        done = sorted(name for name in after - before if not name.startswith("."))  # hidden: being written
+        if done:
+            typer.echo(f"seqlab: interrupted once the cache was complete: {prepared / done[0]} is whole and "
+                       "the next run will use it", err=True)
+        else:
+            typer.echo(f"seqlab: interrupted: nothing was written (the cache at {prepared} is unchanged)", err=True)
+        raise typer.Exit(130) from None
+
+
 def _print_stats(stats: dict) -> None:
     typer.echo(f"{stats['name']} ({stats['kind']}) — {stats['source']}; licence: {stats['license']}")
     for key in ("examples", "pairs", "pairs_deduplicated", "characters", "distinct_characters", "tokens",
@@ -84,16 +124,21 @@ def prepare(
     preset: str = typer.Option(None, "--config", help="A preset name or YAML file to start from."),
     overrides: list[str] = SetOpt,
     out: Path = typer.Option(None, "--out", help="A run directory to cache into (default: the user cache)."),
+    encoding: str = typer.Option(None, "--encoding", help="Text encoding of the corpus file "
+                                 "(default utf-8; the same as --set data.encoding=...)."),
     seed: int = SeedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Split, tokenize and cache a corpus (in --out RUN, or the user cache).
 
     The tokenizer is trained on the train split only. For data.task=lm every split must hold one
-    training window (model.context_length + 1 tokens).
+    training window (model.context_length + 1 tokens). Interrupted (Ctrl-C), it writes nothing: the
+    cache is renamed into place only when complete.
     """
-    cfg = _config(corpus, preset, overrides)
-    data = prepare_data(cfg.data, seed, cache_dir=out)
+    cfg = _config(corpus, preset, overrides, **({"encoding": encoding} if encoding else {}))
+    if out is not None:
+        _check_out(out)
+    data = _prepare_or_say_nothing_was_written(cfg, seed, out)
     if cfg.data.task == "lm":
         for split in data.splits.values():
             check_min_length(split, cfg.model.context_length)
