@@ -7,6 +7,7 @@ import torch
 from tiny_setup import one_thread  # noqa: F401 - fixture
 
 from seqlab.config import ModelConfig
+from seqlab.errors import SeqlabError
 from seqlab.models import build_model
 from seqlab.runs import RunDir
 from seqlab.train.batches import WindowSampler
@@ -90,3 +91,20 @@ def test_an_incomplete_pending_checkpoint_is_dropped(tmp_path):
     (tmp_path / "trainer_state_next.safetensors").write_bytes(b"half a file")  # killed while writing
     step, _ = load_checkpoint(run, *setup()[:3], DistInfo(), CPU)
     assert step == 4 and not (tmp_path / "trainer_state_next.safetensors").exists()
+
+
+def test_a_damaged_pending_checkpoint_is_not_a_checkpoint(tmp_path, capsys):
+    run = RunDir(tmp_path)
+    model, opt, sched, _ = setup()
+    save_checkpoint(run, 4, model, opt, sched, {}, DistInfo(), CPU)
+    for suffix in (".json", ".safetensors"):  # the only checkpoint is a pending one
+        os.replace(tmp_path / f"trainer_state{suffix}", tmp_path / f"trainer_state_next{suffix}")
+    assert has_checkpoint(run)  # complete: loading will move it into place
+    pending = (tmp_path / "trainer_state_next.safetensors").read_bytes()
+    (tmp_path / "trainer_state_next.safetensors").write_bytes(pending[:len(pending) // 2])
+    assert not has_checkpoint(run)
+    with pytest.raises(SeqlabError, match="no checkpoint state"):
+        load_checkpoint(run, *setup()[:3], DistInfo(), CPU)
+    [warning] = capsys.readouterr().err.splitlines()
+    assert warning.startswith("seqlab: warning: discarding the damaged pending checkpoint") and "truncated" in warning
+    assert not list(tmp_path.glob("trainer_state*"))

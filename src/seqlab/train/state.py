@@ -8,22 +8,34 @@ never pairs weights from one step with an optimizer from another.
 
 The pair is first written beside the old one as `trainer_state_next.*` (its JSON, written last, marks
 it complete) and then moved into place; a `kill -9` at any moment leaves the old or the new
-checkpoint, and the next load finishes an interrupted move.
+checkpoint, and the next load finishes an interrupted move. The pending pair is promoted only when it
+is complete (its JSON parses and carries the token in a complete tensors file's header); a damaged one
+is discarded with a one-line warning and the last good checkpoint is used.
+
+Loading also removes the hidden temporaries (`.NAME.XXXXXXXX.tmp*`, see `seqlab.io`) that a `kill -9`
+in the middle of an atomic write leaves beside the run's own files.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from seqlab.checkpoint import load_state, save_state, save_weights
+from seqlab.checkpoint import check_weights, load_state, save_state, save_weights, verify_state
+from seqlab.errors import SeqlabError
 from seqlab.runs import RunDir
 from seqlab.train.distributed import DistInfo, barrier, gather_objects
+
+STATE_HINT = ("restore it from a copy or start the run again (model.safetensors and best.safetensors "
+              "may still be good for generate and eval)")
+STATE_KEYS = ("step", "model", "optimizer", "scheduler", "rng", "extras")
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -67,12 +79,26 @@ def save_checkpoint(run: RunDir, step: int, model: torch.nn.Module, optimizer: t
 def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, info: DistInfo,
                     device: torch.device) -> tuple[int, dict[str, Any]]:
-    """Restore the (unwrapped) model, optimizer, scheduler and this rank's RNG; returns (step, extras)."""
+    """Restore the (unwrapped) model, optimizer, scheduler and this rank's RNG; returns (step, extras).
+
+    A damaged trainer state, or one whose weights cannot be the model's, is a `SeqlabError`."""
     if info.is_main:
         _finish_commit(run)
+        _remove_stale_temporaries(run)
     barrier(info)
-    state = load_state(run.trainer_state)
-    model.load_state_dict(state["model"])
+    source = run.trainer_state.with_suffix(".safetensors")
+    state = load_state(run.trainer_state, hint=STATE_HINT)
+    missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
+    if missing:
+        raise SeqlabError(f"{source.with_suffix('.json')} is not a trainer state (no {', '.join(missing)}); "
+                          f"{STATE_HINT}")
+    check_weights(str(source), state["model"], model.state_dict(), STATE_HINT)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:  # config.yaml edited since: other layers or sizes
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [type(e).__name__]
+        raise SeqlabError(f"{source} does not match the model of {run.config.name}: {lines[min(1, len(lines) - 1)]}; "
+                          "resume with the config the run was trained with") from e
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     rngs = state["rng"]
@@ -85,19 +111,57 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
 
 
 def has_checkpoint(run: RunDir) -> bool:
-    return run.trainer_state.with_suffix(".json").is_file() or _pending(run).with_suffix(".json").is_file()
+    """A committed checkpoint, or a complete pending one that loading will move into place."""
+    return run.trainer_state.with_suffix(".json").is_file() or _pending_problem(run) is None
 
 
 def _pending(run: RunDir) -> Path:
     return run.path / "trainer_state_next"
 
 
-def _finish_commit(run: RunDir) -> None:
-    """Move a completely written pending checkpoint into place; drop an incomplete one."""
+def _pending_problem(run: RunDir) -> str | None:
+    """Why the pending checkpoint cannot be promoted (None: it can). After a kill between the two moves
+    its tensors are already in place, so the pending JSON is checked against those."""
     pending = _pending(run)
     if not pending.with_suffix(".json").is_file():
+        return f"no {pending.name}.json"
+    tensors = pending.with_suffix(".safetensors")
+    if not tensors.is_file():
+        tensors = run.trainer_state.with_suffix(".safetensors")
+    try:
+        verify_state(pending, tensors)
+    except SeqlabError as e:
+        return str(e)
+    return None
+
+
+def _finish_commit(run: RunDir) -> None:
+    """Move a completely written pending checkpoint into place; drop an incomplete or damaged one."""
+    pending = _pending(run)
+    if not pending.with_suffix(".json").is_file():  # killed before its JSON, written last, was in place
         pending.with_suffix(".safetensors").unlink(missing_ok=True)
+        return
+    problem = _pending_problem(run)
+    if problem is not None:
+        print(f"seqlab: warning: discarding the damaged pending checkpoint {pending}.* ({problem}); "
+              f"using the last good one, {run.trainer_state.name}.*", file=sys.stderr)
+        pending.with_suffix(".safetensors").unlink(missing_ok=True)
+        pending.with_suffix(".json").unlink(missing_ok=True)
         return
     if pending.with_suffix(".safetensors").is_file():
         os.replace(pending.with_suffix(".safetensors"), run.trainer_state.with_suffix(".safetensors"))
     os.replace(pending.with_suffix(".json"), run.trainer_state.with_suffix(".json"))
+
+
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(?:\.[^.]+)?)")  # see seqlab.io
+
+
+def _remove_stale_temporaries(run: RunDir) -> None:
+    """Delete what kills left of atomic writes in the run directory: `seqlab.io` names a temporary
+    `.NAME.` + mkstemp's 8 random characters + `.tmp` (+ NAME's suffix for `atomic_path`). The resuming
+    trainer owns the run (no other process writes in it), so every such file is stale; nothing else is
+    touched, and a reader of the run's fixed names never opens one."""
+    for entry in run.path.iterdir():
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match and match["suffix"] in ("", Path(match["name"]).suffix) and entry.is_file():
+            entry.unlink(missing_ok=True)
