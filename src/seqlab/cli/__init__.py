@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from seqlab.errors import SeqlabError
+from seqlab.errors import USER_OS_ERRNOS, SeqlabError, one_line, os_error_message
 
 # command group -> module under seqlab.cli (in --help order)
 COMMANDS = [
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     except SeqlabError as e:
         if debug:
             raise
-        print(f"seqlab: error: {e}", file=sys.stderr)
+        print(f"seqlab: error: {one_line(str(e))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         if debug:
@@ -78,6 +78,24 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # an unexpected failure: still one line, with the way to see more
         if debug:
             raise
+        if (message := _user_os_error(e)) is not None:  # a full disk, a denied path...: the user's to fix
+            print(f"seqlab: error: {one_line(message)}", file=sys.stderr)
+            sys.exit(2)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"seqlab: internal error: {type(e).__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
+        print(f"seqlab: internal error: {type(e).__name__}: {one_line(msg)} (run with --debug for the traceback)",
+              file=sys.stderr)
         sys.exit(1)
+
+
+def _user_os_error(e: Exception) -> str | None:
+    """The one-line message for an OS error about the user's disk or paths (see `os_error_message`), else None.
+
+    Only the errnos of `USER_OS_ERRNOS` (no space, no permission, read-only, not a directory, name too
+    long...): any other OSError may be seqlab's bug and stays an internal error.
+    """
+    if not isinstance(e, OSError) or e.errno not in USER_OS_ERRNOS:
+        return None
+    where = "output (stdout or a file)" if e.filename is None else os.fsdecode(e.filename)
+    if e.filename2 is not None:
+        where += f" -> {os.fsdecode(e.filename2)}"
+    return os_error_message(e.errno, where)

@@ -62,8 +62,9 @@ def open_session(run: str, flags: dict[str, Any], history_turns: int | None, che
 def chat_loop(session: Any, name: str) -> None:
     """The REPL on a terminal, else the scripted loop over piped stdin."""
     from seqlab.chat.repl import run_interactive, run_scripted
+    from seqlab.io import stdin_lines
 
     if sys.stdin.isatty():
         run_interactive(session, name, sys.stdout, sys.stderr)
     else:
-        run_scripted(session, sys.stdin, sys.stdout, sys.stderr)
+        run_scripted(session, stdin_lines(), sys.stdout, sys.stderr)  # strict UTF-8, line by line

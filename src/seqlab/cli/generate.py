@@ -137,9 +137,11 @@ def _stream(model: Any, tokenizer: Any, prompts: list[str], label: str | None, o
 
 
 def _read_prompts(prompt: str) -> list[str]:
+    from seqlab.io import read_stdin
+
     if prompt != "-":
         return [prompt]
-    lines = sys.stdin.read().splitlines()
+    lines = read_stdin().splitlines()  # strict UTF-8: a bad byte is a one-line error with its offset
     if not lines:
         raise SeqlabError("--prompt - reads one prompt per line from stdin, but stdin was empty")
     return lines

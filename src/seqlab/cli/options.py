@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -16,9 +17,24 @@ EncodingOpt = typer.Option("utf-8", "--encoding", help="Text encoding of input f
 
 
 def print_json(obj: Any) -> None:
-    """The single JSON object a `--json` command prints."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=_default) + "\n")
-    sys.stdout.flush()
+    """The single JSON object a `--json` command prints: valid UTF-8, whatever its strings hold.
+
+    A lone surrogate (a file name's undecodable byte, kept by Python's surrogateescape) cannot be
+    written as UTF-8; it is written as its JSON escape (\\udcff), which `json.loads` reads back as is.
+    """
+    text = json.dumps(obj, ensure_ascii=False, default=_default)
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError as e:  # e.g. stdout is a full disk: the CLI names it
+        if e.filename is None:
+            e.filename = "<stdout>"
+        raise
+
+
+# JSON text has surrogates only inside strings, where the escape means the same code point
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _default(obj: Any) -> Any:
