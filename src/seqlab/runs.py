@@ -1,8 +1,10 @@
 """The run directory: everything one training run writes, and how to read it back.
 
     RUN/
-      config.yaml               the full Config (what `--resume` reads)
-      run.json                  seqlab / torch / Python versions, git commit, seed, command line
+      config.yaml               the full Config (what `--resume` reads; a corpus file as an absolute path)
+      fingerprint.json          the config keys and corpus files (with sha256) `--resume` checks are unchanged
+      run.json                  seqlab / torch / Python versions, git commit, seed, command line and directory
+      .lock                     locked (flock) while a process trains in the run; holds its pid
       tokenizer.json            the tokenizer (see seqlab.data.tokenizers)
       model.safetensors         latest weights          best.safetensors   best by validation loss
       trainer_state.{safetensors,json}   optimizer, scheduler, RNG, data position (no pickle)
@@ -40,6 +42,14 @@ class RunDir:
     @property
     def info(self) -> Path:
         return self.path / "run.json"
+
+    @property
+    def fingerprint(self) -> Path:
+        return self.path / "fingerprint.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / ".lock"
 
     @property
     def tokenizer(self) -> Path:
@@ -101,6 +111,7 @@ def run_info(seed: int) -> dict[str, Any]:
         "git_commit": git_commit(),
         "seed": seed,
         "command": sys.argv,
+        "cwd": os.getcwd(),
         "world_size": int(os.environ.get("WORLD_SIZE", 1)),
     }
 
