@@ -176,3 +176,40 @@ def test_damaged_cache_is_rebuilt(tmp_path):
     (first.cache_path / "meta.json").unlink()
     assert torch.equal(prepare_data(cfg, seed=0, cache_dir=tmp_path / "cache").splits["val"].ids,
                        first.splits["val"].ids)
+
+
+def test_pairs_truncation_is_counted_reported_and_cached(tmp_path):
+    # char tokenizer: sources of 10 tokens; 96 targets of 3 tokens, 3 of 11 and one of 19
+    path = tmp_path / "p.tsv"
+    rows = [(f"abcdefgh{i}", "stuvwxyz" * (i < 3) + "stuvwxyz" * 2 * (i == 3) + "abc") for i in range(10)]
+    rows += [("abcdefghij", "abc")] * 90
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in rows), encoding="utf-8")
+    cfg = DataConfig(corpus=str(path), task="pairs", max_source_len=12, max_target_len=4, val_fraction=0.2)
+    data = prepare_data(cfg, seed=0, cache_dir=tmp_path)
+    t = data.truncation
+    assert (t.pairs, t.sources_cut, t.targets_cut, t.target_p99, t.longest_target) == (100, 0, 4, 11, 19)
+    assert max(len(tgt) for split in data.splits.values() for _, tgt in split.pairs) == 4
+    assert data.truncation.messages() == [
+        ("none", "0 of 100 sources (0.0%) were cut to their last data.max_source_len=12 tokens"),
+        ("warning", "4 of 100 targets (4.0%) were cut to data.max_target_len=4 tokens; "
+                    "raise it with --set data.max_target_len=11 (keeps 99% whole)")]
+    assert prepare_data(cfg, seed=0, cache_dir=tmp_path).truncation == t  # from the cache
+    one = prepare_module.count_truncation([1] * 200, [3] * 199 + [9], cfg)  # 0.5%: no warning, every target kept
+    assert one.messages()[1] == ("cut", "1 of 200 targets (0.5%) were cut to data.max_target_len=4 tokens; "
+                                        "raise it with --set data.max_target_len=9 (keeps all whole)")
+
+
+def test_data_prepare_and_inspect_print_the_truncation(cli, tmp_path):
+    path = tmp_path / "p.tsv"
+    path.write_text("".join(f"hello there {i}\tgeneral kenobi you are a bold one {i}\n" for i in range(20)),
+                    encoding="utf-8")
+    line = "20 of 20 targets (100.0%) were cut to data.max_target_len=3 tokens; raise it with --set " \
+           "data.max_target_len=8 (keeps all whole)"
+    for command in (["data", "prepare", str(path), "--out", str(tmp_path / "run")], ["data", "inspect", str(path)]):
+        result = cli(*command, "--set", "data.task=pairs", "--set", "data.tokenizer=word",
+                     "--set", "data.max_target_len=3")
+        assert result.exit_code == 0, result.stderr
+        assert f"warning: {line}" in result.stderr.splitlines()
+        assert "0 of 20 sources (0.0%) were cut to their last data.max_source_len=64 tokens" in result.stdout
+        as_json = cli(*command, "--json", "--set", "data.task=pairs", "--set", "data.max_target_len=3")
+        assert json.loads(as_json.stdout)["truncation"]["targets_cut"] == 20 and "warning: 20 of 20" in as_json.stderr

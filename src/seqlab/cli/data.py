@@ -12,7 +12,7 @@ from seqlab.cli.options import EncodingOpt, JsonOpt, SeedOpt, SetOpt, print_json
 from seqlab.config import Config, from_dict, merge, parse_overrides, read_config_file
 from seqlab.data.corpora import list_builtins, load_corpus
 from seqlab.data.corpora.tinyshakespeare import cache_dir as user_cache_dir
-from seqlab.data.prepare import PreparedData, check_min_length, prepare_data
+from seqlab.data.prepare import PreparedData, Truncation, check_min_length, prepare_data
 from seqlab.data.stats import corpus_stats
 from seqlab.errors import SeqlabError
 from seqlab.runs import RunDir
@@ -61,10 +61,13 @@ def inspect(
     cfg = _config(corpus, None, overrides, tokenizer=tokenizer, lang=lang, encoding=encoding).data
     loaded = load_corpus(cfg.corpus, encoding=cfg.encoding, history_turns=cfg.history_turns)
     stats = corpus_stats(loaded, cfg, seed=seed)
+    truncation = Truncation(**stats["truncation"]) if "truncation" in stats else None
     if as_json:
+        _echo_truncation(truncation, warnings_only=True)
         print_json(stats)
         return
     _print_stats(stats)
+    _echo_truncation(truncation)
 
 
 def _check_out(out: Path) -> None:
@@ -149,11 +152,24 @@ def prepare(
               "unit": "tokens" if data.task == "lm" else "examples", "cache": str(data.cache_path)}
     if data.labels:
         report["labels"] = data.labels
+    if data.truncation is not None:
+        report["truncation"] = dataclasses.asdict(data.truncation)
     if as_json:
+        _echo_truncation(data.truncation, warnings_only=True)
         print_json(report)
         return
     sizes = ", ".join(f"{k} {v:,}" for k, v in report["splits"].items())
     typer.echo(f"{data.corpus}: {data.task}, {cfg.data.tokenizer} tokenizer ({report['vocab_size']:,} tokens); "
                f"{sizes} {report['unit']}")
     typer.echo(f"cached in {data.cache_path}")
+    _echo_truncation(data.truncation)
+
+
+def _echo_truncation(truncation: Truncation | None, warnings_only: bool = False) -> None:
+    """One line per pair side on what data.max_*_len cut: on stdout, or as a warning on stderr above 1%."""
+    for kind, line in truncation.messages() if truncation is not None else []:
+        if kind == "warning":
+            typer.echo(f"warning: {line}", err=True)
+        elif not warnings_only:
+            typer.echo(line)
 

@@ -7,7 +7,8 @@ Tasks:
   lm        `ids`: one token stream per split. A single-document corpus (tinyshakespeare) is its raw
             stream, no specials, exactly nanoGPT's; several documents or lines are each followed by <eos>.
   pairs     `pairs`: (source ids, target ids), no <bos>/<eos>, sources keep their last
-            max_source_len tokens, targets their first max_target_len; `texts`: the raw strings.
+            max_source_len tokens, targets their first max_target_len; `texts`: the raw strings;
+            `PreparedData.truncation` counts what was cut (`Truncation.messages()` reports it).
   labelled  `labelled`: (label, ids); `PreparedData.labels` lists the labels, each also a special
             token `<label:NAME>` added to the tokenizer for label conditioning; `ids`: the stream
             `<label:L> text <eos>` of every example, which a language model learns to continue.
@@ -63,6 +64,56 @@ class SplitData:
 
 
 @dataclass
+class Truncation:
+    """What data.max_source_len / data.max_target_len cut from a pairs corpus (all its splits)."""
+
+    pairs: int
+    sources_cut: int
+    targets_cut: int
+    max_source_len: int
+    max_target_len: int
+    source_p99: int  # tokens that keep 99% of the sources whole
+    target_p99: int
+    longest_source: int
+    longest_target: int
+
+    def messages(self) -> list[tuple[str, str]]:
+        """(kind, one line) per side, kind "warning" when more than TRUNCATION_WARN of that side was cut,
+        "cut" when less, "none" when nothing was.
+
+            412 of 2,306 targets (17.9%) were cut to data.max_target_len=24 tokens; raise it with --set ...
+        """
+        sides = [("sources", self.sources_cut, "max_source_len", self.max_source_len, "their last ",
+                  self.source_p99, self.longest_source),
+                 ("targets", self.targets_cut, "max_target_len", self.max_target_len, "", self.target_p99,
+                  self.longest_target)]
+        out = []
+        for side, cut, key, limit, which, p99, longest in sides:
+            share = cut / self.pairs if self.pairs else 0.0
+            line = f"{cut:,} of {self.pairs:,} {side} ({share:.1%}) were cut to {which}data.{key}={limit} tokens"
+            if cut:
+                wanted = p99 if p99 > limit else longest
+                line += f"; raise it with --set data.{key}={wanted} (keeps {'all' if wanted == longest else '99%'} whole)"
+            out.append(("warning" if share > TRUNCATION_WARN else "cut" if cut else "none", line))
+        return out
+
+
+TRUNCATION_WARN = 0.01  # more than this share of sources or targets cut: a warning
+
+
+def count_truncation(source_lengths: list[int], target_lengths: list[int], cfg: DataConfig) -> Truncation:
+    """How many of these (uncut) lengths data.max_source_len / data.max_target_len would cut."""
+    def p99(lengths: list[int]) -> int:  # nearest rank
+        ordered = sorted(lengths)
+        return ordered[max(0, -(-99 * len(ordered) // 100) - 1)] if ordered else 0
+
+    return Truncation(len(target_lengths), sum(n > cfg.max_source_len for n in source_lengths),
+                      sum(n > cfg.max_target_len for n in target_lengths), cfg.max_source_len, cfg.max_target_len,
+                      p99(source_lengths), p99(target_lengths), max(source_lengths, default=0),
+                      max(target_lengths, default=0))
+
+
+@dataclass
 class PreparedData:
     task: str
     corpus: str
@@ -70,6 +121,7 @@ class PreparedData:
     splits: dict[str, SplitData]
     labels: list[str] = field(default_factory=list)
     cache_path: Path | None = None
+    truncation: Truncation | None = None  # pairs: what max_source_len / max_target_len cut
 
 
 def label_token(label: str) -> str:
@@ -109,7 +161,8 @@ def prepare_data(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None,
     for split in splits.values():
         if len(split) == 0:
             raise DataError(f"corpus {corpus.name!r} is too small: its {split.name} split is empty")
-    data = PreparedData(cfg.task, corpus.name, tokenizer, splits, labels)
+    truncation = cut_pairs(splits, cfg) if cfg.task == "pairs" else None
+    data = PreparedData(cfg.task, corpus.name, tokenizer, splits, labels, truncation=truncation)
     if use_cache:
         write_cache(target, data)
         data.cache_path = target
@@ -181,13 +234,21 @@ def _encode(side: str, items: list[Any], tok: Tokenizer, cfg: DataConfig) -> Spl
         else:
             ids = [i for text in items for i in tok.encode(text, add_eos=True)]
         return SplitData(side, ids=torch.tensor(ids, dtype=torch.long))
-    if cfg.task == "pairs":
-        pairs = [(tok.encode(p.source)[-cfg.max_source_len:], tok.encode(p.target)[:cfg.max_target_len])
-                 for p in items]
+    if cfg.task == "pairs":  # whole: `cut_pairs` cuts them, counting
+        pairs = [(tok.encode(p.source), tok.encode(p.target)) for p in items]
         return SplitData(side, pairs=pairs, texts=[(p.source, p.target) for p in items])
     labelled = [(e.label, tok.encode(e.text)) for e in items]
     stream = [i for label, ids in labelled for i in (tok.token_to_id(label_token(label)), *ids, tok.eos_id)]
     return SplitData(side, ids=torch.tensor(stream, dtype=torch.long), labelled=labelled)
+
+
+def cut_pairs(splits: dict[str, SplitData], cfg: DataConfig) -> Truncation:
+    """Keep every source's last data.max_source_len tokens and every target's first max_target_len; count the cuts."""
+    pairs = [pair for split in splits.values() for pair in split.pairs or []]
+    truncation = count_truncation([len(s) for s, _ in pairs], [len(t) for _, t in pairs], cfg)
+    for split in splits.values():
+        split.pairs = [(s[-cfg.max_source_len:], t[:cfg.max_target_len]) for s, t in split.pairs or []]
+    return truncation
 
 
 # ----------------------------------------------------------------------------- cache
@@ -199,7 +260,8 @@ def write_cache(target: Path, data: PreparedData) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         data.tokenizer.save(tmp / "tokenizer.json")
-        meta: dict[str, Any] = {"task": data.task, "corpus": data.corpus, "labels": data.labels, "splits": {}}
+        meta: dict[str, Any] = {"task": data.task, "corpus": data.corpus, "labels": data.labels, "splits": {},
+                                "truncation": None if data.truncation is None else dataclasses.asdict(data.truncation)}
         for side, split in data.splits.items():
             meta["splits"][side] = _write_split(tmp, split)
         write_json(tmp / "meta.json", meta, indent=None)
@@ -232,7 +294,8 @@ def _read_cache(folder: Path, tokenizer: Tokenizer | None) -> PreparedData:
         ids = load_file(str(folder / entry["ids"]))["ids"] if "ids" in entry else None
         splits[side] = SplitData(side, ids=ids, pairs=_tuples(entry["pairs"]), texts=_tuples(entry["texts"]),
                                  labelled=_tuples(entry["labelled"]))
-    return PreparedData(meta["task"], meta["corpus"], tok, splits, meta["labels"], folder)
+    truncation = Truncation(**meta["truncation"]) if meta["task"] == "pairs" else None  # older caches: rebuilt
+    return PreparedData(meta["task"], meta["corpus"], tok, splits, meta["labels"], folder, truncation)
 
 
 def _tuples(rows: list[list[Any]] | None) -> list[tuple[Any, ...]] | None:

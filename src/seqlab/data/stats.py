@@ -3,7 +3,8 @@
 The tokenizer is trained on the train part of the corpus's default split (contiguous for a
 one-document corpus, otherwise seeded by group), and the OOV rate is measured on the held-out
 part, so it says how much unseen vocabulary a model would meet (None for a corpus too small to
-hold anything out). Lengths are in tokens, per example (per line for a one-document corpus).
+hold anything out). Lengths are in tokens, per example (per line for a one-document corpus). For
+pairs, `truncation` counts what data.max_source_len / max_target_len would cut (see prepare.Truncation).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from seqlab.config import DataConfig
 from seqlab.data.corpus import Corpus, LabelledText, Pair, split_lines
-from seqlab.data.prepare import split_texts
+from seqlab.data.prepare import count_truncation, split_texts
 from seqlab.data.tokenizers import Tokenizer, train_tokenizer
 from seqlab.errors import DataError
 
@@ -54,6 +55,7 @@ def corpus_stats(corpus: Corpus, cfg: DataConfig | None = None, *, seed: int = 1
     if corpus.kind == "pairs":
         stats["pairs"] = len(corpus.examples)
         stats["pairs_deduplicated"] = len({(p.source, p.target) for p in corpus.examples})
+        stats["truncation"] = dataclasses.asdict(count_truncation(lengths[0::2], lengths[1::2], cfg))
     if corpus.kind == "labelled":
         stats["labels"] = sorted({e.label for e in corpus.examples})
     return stats
