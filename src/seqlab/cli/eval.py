@@ -62,6 +62,8 @@ def evaluate(
         raise SeqlabError(f"--lang must be en or zh, got {lang!r}")
     seed_everything(seed)
     model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
+    if data is None:
+        _check_run_corpus(run, config)
     flags = dict(do_sample=do_sample, num_beams=num_beams, temperature=temperature, top_k=top_k, top_p=top_p,
                  repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size, seed=seed)
     metrics, examples, hyps = evaluate_run(model, tokenizer, config, data, split, limit, max_new_tokens, flags, lang,
@@ -72,6 +74,27 @@ def evaluate(
     typer.echo(format_metrics(metrics))
     for prompt, hyp, ref in list(zip(examples.prompt_texts, hyps, examples.references, strict=True))[:SHOWN_EXAMPLES]:
         typer.echo(f"\n  prompt:    {_one_line(prompt)}\n  generated: {_one_line(hyp)}\n  reference: {_one_line(ref)}")
+
+
+def _check_run_corpus(run: str, config: Any) -> None:
+    """The run's own corpus file must still be there (older runs stored it relative to where they trained);
+    one changed since training gets a note (from the run's fingerprint.json)."""
+    from pathlib import Path
+
+    from seqlab.runs import RunDir
+    from seqlab.train.fingerprint import changed_since_start, corpus_path
+
+    path = corpus_path(config.data.corpus)
+    if path is None:
+        return
+    where = f"data.corpus in {Path(run) / 'config.yaml'}"
+    if not path.is_file():
+        how = "is gone" if path.is_absolute() else "is not found from here (a path relative to where the run trained)"
+        raise SeqlabError(f"the run's corpus {config.data.corpus!r} ({where}) {how}; evaluate on a copy of it with "
+                          "--data PATH (add --split val or --split test to score the split held out in training)")
+    if changed_since_start(RunDir(Path(run)), path):
+        typer.echo(f"note: {path} changed since the run was trained (its sha256 differs from the run's "
+                   "fingerprint.json); its held-out split is not the one held out in training", err=True)
 
 
 def evaluate_run(model: Any, tokenizer: Any, config: Any, data: str | None, split: str | None, limit: int | None,

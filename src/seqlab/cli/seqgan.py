@@ -53,13 +53,15 @@ def oracle(
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     dev = resolve_device(device)
-    results, oracle_source, seconds = run_oracle_table(protocol, preset, out, seeds, chosen, oracle_path, dev,
-                                                       show_progress=True)
-    table = build_table(results, preset, protocol, oracle_source, str(dev), seconds)
     from seqlab.io import write_json
+    from seqlab.train.run_lock import hold_run_lock
 
-    write_json(out / "table.json", table)
-    plot_curves(results, protocol, out / "learning_curve.png")
+    with hold_run_lock(out):  # one process at a time in OUT
+        results, oracle_source, seconds = run_oracle_table(protocol, preset, out, seeds, chosen, oracle_path, dev,
+                                                           show_progress=True)
+        table = build_table(results, preset, protocol, oracle_source, str(dev), seconds)
+        write_json(out / "table.json", table)
+        plot_curves(results, protocol, out / "learning_curve.png")
     if as_json:
         print_json(table)
     else:
@@ -121,7 +123,10 @@ def train(
                            pretrain_epochs=pretrain_epochs, d_pretrain_iters=d_pretrain_iters, adv_rounds=adv_rounds,
                            num_rollouts=rollouts, rollout_rate=rollout_rate, generator=generator, size=size,
                            val_fraction=val_fraction, eval_samples=samples, seed=seed)
-    report = train_text_seqgan(cfg, out, resolve_device(device), show_progress=True)
+    from seqlab.train.run_lock import hold_run_lock
+
+    with hold_run_lock(out):  # one process at a time in OUT
+        report = train_text_seqgan(cfg, out, resolve_device(device), show_progress=True)
     if as_json:
         print_json(report)
         return

@@ -65,16 +65,19 @@ class LMSetup:
     resumed: bool
 
 
-def train_lm(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False) -> dict[str, Any]:
+def train_lm(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False,
+             init_from: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume) a language model into `run_dir`; returns the run summary (rank 0's view)."""
     info, device = setup_distributed(device_name)
     try:
-        return fit(setup(cfg, RunDir(Path(run_dir)), info, device, resume))
+        return fit(setup(cfg, RunDir(Path(run_dir)), info, device, resume,
+                         None if init_from is None else Path(init_from)))
     finally:
         teardown_distributed()
 
 
-def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool) -> LMSetup:
+def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool,
+          init_from: Path | None = None) -> LMSetup:
     if cfg.data.task not in ("lm", "labelled"):  # labelled: the stream of `<label:L> text <eos>`
         raise SeqlabError(f"the language-model recipe needs data.task: lm or labelled, got {cfg.data.task!r}")
     if cfg.model.arch not in ("rnn_lm", "transformer_lm"):
@@ -83,17 +86,17 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     seed_everything(cfg.seed)
-    data = prepare_run_data(cfg, run, info, resume)
+    data = prepare_run_data(cfg, run, info, resume, init_from)
     check_min_length(data.splits["train"], cfg.model.context_length)
     check_min_length(data.splits["val"], cfg.model.context_length)
     tokenizer = data.tokenizer
-    start_run(run, cfg, tokenizer, info, resume)
+    start_run(run, cfg, tokenizer, info, resume, init_from)
     raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                             eos_id=tokenizer.eos_id).to(device)
     t = cfg.train
     sampler = WindowSampler(data.splits["train"].ids.to(device), cfg.model.context_length, t.batch_size,
                             t.grad_accum, cfg.seed, info.rank, info.world_size)
-    tr = build_trainable(cfg, run, info, device, raw_model, resume, "sampler", sampler)
+    tr = build_trainable(cfg, run, info, device, raw_model, resume, "sampler", sampler, init_from)
     return LMSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer,
                    data.splits["val"].ids, raw_model, tr.model, tr.optimizer, tr.scheduler, sampler, tr.tracker,
                    tr.start_step, resume)

@@ -65,16 +65,19 @@ class Seq2SeqSetup:
     resumed: bool
 
 
-def train_seq2seq(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False) -> dict[str, Any]:
+def train_seq2seq(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False,
+                  init_from: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume) a seq2seq model into `run_dir`; returns the run summary (rank 0's view)."""
     info, device = setup_distributed(device_name)
     try:
-        return fit(setup(cfg, RunDir(Path(run_dir)), info, device, resume))
+        return fit(setup(cfg, RunDir(Path(run_dir)), info, device, resume,
+                         None if init_from is None else Path(init_from)))
     finally:
         teardown_distributed()
 
 
-def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool) -> Seq2SeqSetup:
+def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool,
+          init_from: Path | None = None) -> Seq2SeqSetup:
     if cfg.data.task != "pairs":
         raise SeqlabError(f"the seq2seq recipe needs data.task: pairs, got {cfg.data.task!r}")
     if cfg.model.arch not in ("seq2seq_rnn", "seq2seq_transformer"):
@@ -83,16 +86,16 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
         raise ConfigError("train.scheduled_sampling applies to model.arch seq2seq_rnn only (a Transformer decoder "
                           "is trained in parallel); set it to 0")
     seed_everything(cfg.seed)
-    data = prepare_run_data(cfg, run, info, resume)
+    data = prepare_run_data(cfg, run, info, resume, init_from)
     tokenizer = data.tokenizer
-    start_run(run, cfg, tokenizer, info, resume)
+    start_run(run, cfg, tokenizer, info, resume, init_from)
     raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                             eos_id=tokenizer.eos_id).to(device)
     limit = raw_model.max_length  # Transformer: source and BOS + target positions; RNN: None
     train_pairs, val_pairs = (fit_lengths(data.splits[side].pairs, limit) for side in ("train", "val"))
     t = cfg.train
     batcher = PairBatcher(train_pairs, t.batch_size, t.grad_accum, cfg.seed, info.rank, info.world_size)
-    tr = build_trainable(cfg, run, info, device, raw_model, resume, "batcher", batcher)
+    tr = build_trainable(cfg, run, info, device, raw_model, resume, "batcher", batcher, init_from)
     return Seq2SeqSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer, train_pairs,
                         val_pairs, data.splits["val"].texts, raw_model, tr.model, tr.optimizer, tr.scheduler,
                         batcher, tr.tracker, tr.start_step, resume)
