@@ -181,3 +181,10 @@ def test_verify_state_checks_the_token_against_another_tensors_file(tmp_path):
         verify_state(tmp_path / "a", tmp_path / "b.safetensors")
     with pytest.raises(SeqlabError, match="missing"):
         verify_state(tmp_path / "a", tmp_path / "c.safetensors")
+
+
+def test_half_precision_weights_whose_sum_overflows_are_still_finite(tmp_path):
+    model = torch.nn.Embedding(1000, 100).half()  # 100,000 ones sum past float16's 65504
+    save_file({"weight": torch.ones(1000, 100, dtype=torch.float16)}, str(tmp_path / "e.safetensors"))
+    load_weights(model, tmp_path / "e.safetensors")
+    assert torch.equal(model.weight, torch.ones(1000, 100, dtype=torch.float16))
