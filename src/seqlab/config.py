@@ -132,7 +132,8 @@ class TrainConfig:
 
 @dataclass
 class DecodeConfig:
-    max_new_tokens: int = _help("tokens to generate at most", 200)
+    max_new_tokens: int | None = _help("tokens to generate at most; unset (null): for a seq2seq run its longest "
+                                       "training target + 25% (at least + 8), otherwise 200", None)
     min_new_tokens: int = _help("tokens to generate at least (EOS is masked before)", 0)
     do_sample: bool = _help("sample instead of greedy/beam search", True)
     temperature: float = _help("softmax temperature (sampling)", 1.0)
@@ -150,7 +151,9 @@ class DecodeConfig:
     suppress_unk: bool = _help("never generate the <unk> token", True)
 
     def __post_init__(self) -> None:
-        _positive(self, "max_new_tokens", "num_beams", "num_return_sequences")
+        _positive(self, "num_beams", "num_return_sequences")
+        if self.max_new_tokens is not None:
+            _positive(self, "max_new_tokens")
         if self.min_new_tokens < 0 or self.top_k < 0 or self.no_repeat_ngram_size < 0:
             raise ConfigError("decode.min_new_tokens, decode.top_k and decode.no_repeat_ngram_size must be >= 0")
         if self.temperature <= 0:
@@ -168,6 +171,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     seed: int = 1337
+
+    def __post_init__(self) -> None:
+        # an unset reply cap: a seq2seq run's comes from its data (seqlab.decode.reply_length), others get 200
+        if self.decode.max_new_tokens is None and self.data.task != "pairs":
+            self.decode = dataclasses.replace(self.decode, max_new_tokens=200)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

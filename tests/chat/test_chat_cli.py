@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import assert_one_line_error, run_seqlab
 from tiny_runs import (
@@ -97,3 +99,19 @@ def test_bad_options_are_one_line_errors(cli, chatbot, args, message):
 
 def test_missing_run_is_one_line_error(cli, tmp_path):
     assert_one_line_error(cli("chat", tmp_path / "nope", stdin="hello\n"))
+
+
+def test_an_unset_reply_cap_comes_from_the_training_data(cli, tmp_path, capsys):
+    config = config_for(write_pairs_corpus(tmp_path / "pairs.jsonl"), SEQ2SEQ, "pairs", max_steps=2)
+    config["data"]["max_target_len"] = 3  # "my name is bot" and "good morning to you" lose a word
+    del config["decode"]["max_new_tokens"]
+    run = train_run(tmp_path / "run", config)
+    warning = "warning: 8 of 24 targets (33.3%) were cut to data.max_target_len=3 tokens; raise it with --set " \
+              "data.max_target_len=4 (keeps all whole)"
+    assert warning in capsys.readouterr().err.splitlines()  # training says so
+    assert json.loads((run / "run.json").read_text())["longest_target"] == 3
+    shown = cli("chat", run, "--device", "cpu", stdin="/show\n")
+    assert "max_new_tokens 11," in shown.stderr  # 3 + at least 8
+    assert "max_new_tokens 5," in cli("chat", run, "--device", "cpu", "--max-new-tokens", "5", stdin="/show\n").stderr
+    generated = cli("generate", run, "--prompt", "hello", "--json", "--device", "cpu")
+    assert json.loads(generated.stdout)["options"]["max_new_tokens"] == 11

@@ -20,7 +20,9 @@ def chat(
                               "becomes its prompt)."),
     history_turns: int = typer.Option(None, "--history-turns", help="Turns the model sees (default: the run's "
                                       "data.history_turns)."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens per reply at most."),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens per reply at most (default: the run's "
+                                       "decode.max_new_tokens; unset, its longest training target + 25%); a "
+                                       "reply cut at it ends with ' …'."),
     do_sample: bool = typer.Option(None, "--do-sample/--greedy", help="Sample, or pick the most likely token."),
     num_beams: int = typer.Option(None, "--num-beams", help="Beam width (1 = no beam search)."),
     temperature: float = typer.Option(None, "--temperature", help="Softmax temperature (sampling)."),
@@ -45,11 +47,14 @@ def open_session(run: str, flags: dict[str, Any], history_turns: int | None, che
     """A ChatSession on the run's model, with its decode config overridden by `flags` (None = keep)."""
     from seqlab.chat import ChatSession
     from seqlab.decode import GenerationOptions
+    from seqlab.decode.reply_length import run_max_new_tokens
     from seqlab.device import resolve_device, seed_everything
     from seqlab.models.loading import load_model_from_run
     from seqlab.runs import open_run
 
     config = open_run(run).read_config()
+    if flags.get("max_new_tokens") is None:
+        flags = {**flags, "max_new_tokens": run_max_new_tokens(config, run)}
     options = GenerationOptions.from_config(config.decode, **flags)  # bad flags fail before the model loads
     if history_turns is not None and history_turns < 1:
         raise SeqlabError(f"--history-turns must be >= 1, got {history_turns}")

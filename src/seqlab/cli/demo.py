@@ -227,6 +227,7 @@ def evaluate_and_sample(run: str, limit: int | None, device: str, seed: int,
     """`seqlab eval` on the run's val split (greedy), then each sample prompt under each strategy."""
     from seqlab.cli.eval import evaluate_run
     from seqlab.decode import GenerationOptions, build_prompt_ids
+    from seqlab.decode.reply_length import run_max_new_tokens
     from seqlab.device import resolve_device, seed_everything
     from seqlab.eval.evaluate import generate_texts
     from seqlab.models.loading import load_model_from_run
@@ -236,7 +237,7 @@ def evaluate_and_sample(run: str, limit: int | None, device: str, seed: int,
     metrics, _, _ = evaluate_run(model, tok, cfg, None, "val", limit, None,
                                  {"do_sample": False, "num_beams": 1, "seed": seed}, None)
     prompts = CHAT_PROMPTS if model.is_encoder_decoder else LM_PROMPTS
-    max_new = 8 if quick else cfg.decode.max_new_tokens if model.is_encoder_decoder else 150
+    max_new = 8 if quick else run_max_new_tokens(cfg, run) if model.is_encoder_decoder else 150
     ids = [build_prompt_ids(tok, p) for p in prompts]
     if model.max_length is not None:  # a Transformer LM: the prompt and the reply fit its context
         ids = [i[-(model.max_length // 2):] for i in ids]

@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
 def generate(
     run: str = typer.Argument(..., help="Run directory (from `seqlab train` or `seqlab import-hf`)."),
     prompt: str = typer.Option(..., "--prompt", "-p", help="Prompt text; '-' reads one prompt per stdin line."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens to generate at most."),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens to generate at most (default: the "
+                                       "run's decode.max_new_tokens; unset, a seq2seq run's longest training "
+                                       "target + 25%)."),
     min_new_tokens: int = typer.Option(None, "--min-new-tokens", help="Tokens to generate before EOS is allowed."),
     do_sample: bool = typer.Option(None, "--do-sample/--greedy", help="Sample, or pick the most likely token."),
     num_beams: int = typer.Option(None, "--num-beams", help="Beam width (1 = no beam search)."),
@@ -49,12 +51,15 @@ def generate(
     """Generate text from a trained run. Options default to the run's `decode` config section.
     With --json, each generation has a finish_reason: "stop" (EOS or --stop) or "length" (cut by the cap)."""
     from seqlab.decode import GenerationOptions
+    from seqlab.decode.reply_length import run_max_new_tokens
     from seqlab.device import resolve_device, seed_everything
     from seqlab.runs import open_run
 
     if stream and as_json:
         raise SeqlabError("--stream prints text as it comes; it cannot be combined with --json")
     config = open_run(run).read_config()
+    if max_new_tokens is None:
+        max_new_tokens = run_max_new_tokens(config, run)
     flags = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample,
                  num_beams=num_beams, num_return_sequences=num_return_sequences, temperature=temperature,
                  top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,

@@ -90,9 +90,10 @@ class GenerationOptions:
     @classmethod
     def from_config(cls, decode_config: Any, tokenizer: Any = None, **overrides: Any) -> GenerationOptions:
         """Options from a `seqlab.config.DecodeConfig` (its fields share these names), then the run's
-        `tokenizer` ids (`run_token_options`, when given), then `overrides`."""
+        `tokenizer` ids (`run_token_options`, when given), then `overrides`. A field left unset (None: a
+        seq2seq config's max_new_tokens) keeps the default here; `seqlab.decode.reply_length` gives a run's."""
         names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in dataclasses.asdict(decode_config).items() if k in names}
+        values = {k: v for k, v in dataclasses.asdict(decode_config).items() if k in names and v is not None}
         if tokenizer is not None:
             values.update(run_token_options(tokenizer, getattr(decode_config, "suppress_unk", True)))
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -11,7 +11,9 @@ Optimizer, schedule, checkpoints, exact resume, metrics, progress and DDP are th
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,11 @@ import torch.nn.functional as F
 
 from seqlab.checkpoint import save_weights
 from seqlab.config import Config
+from seqlab.data.prepare import PreparedData
 from seqlab.data.tokenizers import Tokenizer
 from seqlab.device import seed_everything
 from seqlab.errors import ConfigError, SeqlabError
+from seqlab.io import write_json
 from seqlab.models import build_model
 from seqlab.runs import RunDir
 from seqlab.train.distributed import (
@@ -93,6 +97,8 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
                             eos_id=tokenizer.eos_id).to(device)
     limit = raw_model.max_length  # Transformer: source and BOS + target positions; RNN: None
     train_pairs, val_pairs = (fit_lengths(data.splits[side].pairs, limit) for side in ("train", "val"))
+    if info.is_main:
+        report_pairs(run, data, train_pairs)
     t = cfg.train
     batcher = PairBatcher(train_pairs, t.batch_size, t.grad_accum, cfg.seed, info.rank, info.world_size)
     tr = build_trainable(cfg, run, info, device, raw_model, resume, "batcher", batcher, init_from)
@@ -108,6 +114,17 @@ def fit_lengths(pairs: list[Pair] | None, limit: int | None) -> list[Pair]:
     if limit is None:
         return pairs
     return [(s[-limit:], t[:limit - 1]) for s, t in pairs]
+
+
+def report_pairs(run: RunDir, data: PreparedData, train_pairs: list[Pair]) -> None:
+    """Say on stderr what data.max_source_len / max_target_len cut (a warning above 1%), and record the longest
+    training target in run.json: an unset decode.max_new_tokens is set from it (seqlab.decode.reply_length)."""
+    for kind, line in data.truncation.messages() if data.truncation is not None else []:
+        if kind != "none":
+            print(f"warning: {line}" if kind == "warning" else line, file=sys.stderr)
+    if run.info.is_file():
+        info = json.loads(run.info.read_text(encoding="utf-8"))
+        write_json(run.info, info | {"longest_target": max(len(t) for _, t in train_pairs)})
 
 
 def teacher_forcing(scheduled_sampling: float, step: int) -> float:
@@ -197,13 +214,14 @@ def samples(s: Seq2SeqSetup) -> list[str]:
     """Greedy replies to the first `train.samples` val sources: 'source -> reply (reference)'."""
     from seqlab.decode import generate
     from seqlab.decode.options import run_token_options
+    from seqlab.decode.reply_length import run_max_new_tokens
 
     n = min(s.cfg.train.samples, len(s.val_pairs))
     if n == 0:
         return []
     tok = s.tokenizer
     src, src_mask, _, _ = collate_pairs(s.val_pairs[:n], tok.pad_id, tok.bos_id, tok.eos_id)
-    limit = min(s.cfg.decode.max_new_tokens, (s.raw_model.max_length or 10**9) - 1)
+    limit = min(run_max_new_tokens(s.cfg, s.run.path), (s.raw_model.max_length or 10**9) - 1)
     s.raw_model.eval()
     try:
         with autocast(s.device, s.precision):
