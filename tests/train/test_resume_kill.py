@@ -79,3 +79,35 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, monkeypatch):
     step = checkpoint_step(run)
     assert 20 <= step < MAX_STEPS
     assert losses(run)[-1][0] == step  # the log ends where the checkpoint is
+
+
+def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_exactly(tmp_path, monkeypatch):
+    """SIGTERM (a scheduler's or `kill`'s) is handled like Ctrl-C: checkpoint, one line, exit 128 + 15."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    config = write_tiny_setup(tmp_path, max_steps=MAX_STEPS, eval_interval=1000, samples=0)
+    reference = run_seqlab("train", config, "--out", tmp_path / "ref", "--device", "cpu", env=ONE_THREAD)
+    assert reference.returncode == 0, reference.stderr
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "seqlab", "train", str(config), "--out", str(run), "--device", "cpu"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **ONE_THREAD})
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").is_file() or len((run / "metrics.jsonl").read_text().splitlines()) < 20:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143, stderr
+    step = checkpoint_step(run)
+    assert 20 <= step < MAX_STEPS
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert lines == [f"seqlab: interrupted: checkpoint saved at step {step} in {run}; "
+                     f"continue with `seqlab train --resume {run}`"]
+
+    resumed = run_seqlab("train", "--resume", run, "--device", "cpu", env=ONE_THREAD)
+    assert resumed.returncode == 0, resumed.stderr
+    assert losses(run) == losses(tmp_path / "ref")
+    summary = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    reference_summary = [json.loads(line) for line in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert summary["weights_sha256"] == reference_summary["weights_sha256"]

@@ -1,4 +1,4 @@
-"""The optimizer-step loop every recipe shares: step, log, evaluate + checkpoint, stop early, Ctrl-C.
+"""The optimizer-step loop every recipe shares: step, log, evaluate + checkpoint, stop early, Ctrl-C / SIGTERM.
 
 A recipe plugs in what differs (`RecipeHooks`): where a step's micro-batches come from, the loss,
 the evaluation, and the extra state a checkpoint needs to resume exactly. Its setup object carries
@@ -78,9 +78,9 @@ def run_loop(s: Any, hooks: RecipeHooks) -> dict[str, Any]:
                     if step % t.eval_interval:
                         save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, hooks.extras(), info,
                                         s.device)
-                    bar.print(f"interrupted: checkpoint saved at step {step}; continue with "
-                              f"`seqlab train --resume {s.run.path}`")
-                    raise KeyboardInterrupt
+                    where = (f"checkpoint saved at step {step} in {s.run.path}; "
+                             f"continue with `seqlab train --resume {s.run.path}`")
+                    raise interrupt.stop(f"interrupted: {where}" if info.is_main else "interrupted")
         summary = {
             "step": step, "event": "end", "run": str(s.run.path), "best_val_loss": s.tracker.best,
             "best_step": s.tracker.best_step, "final_val_loss": last_val, "stopped_early": stopped_early,
