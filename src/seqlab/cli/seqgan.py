@@ -45,6 +45,7 @@ def oracle(
     Writes OUT/table.json and OUT/learning_curve.png; each method of each seed is resumable from OUT.
     """
     from seqlab.device import resolve_device
+    from seqlab.train.interrupt import exit_on_interrupt
     from seqlab.train.seqgan_table import build_table, plot_curves, resolve_protocol, run_oracle_table
 
     chosen = _methods(methods)
@@ -56,7 +57,7 @@ def oracle(
     from seqlab.io import write_json
     from seqlab.train.run_lock import hold_run_lock
 
-    with hold_run_lock(out):  # one process at a time in OUT
+    with hold_run_lock(out), exit_on_interrupt():  # one process at a time in OUT; Ctrl-C / SIGTERM: exit 130 / 143
         results, oracle_source, seconds = run_oracle_table(protocol, preset, out, seeds, chosen, oracle_path, dev,
                                                            show_progress=True)
         table = build_table(results, preset, protocol, oracle_source, str(dev), seconds)
@@ -111,21 +112,25 @@ def train(
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Held-out fraction for BLEU."),
     samples: int = typer.Option(200, "--samples", help="Generated texts scored by BLEU and self-BLEU."),
     batch_size: int = typer.Option(64, "--batch-size", help="Sequences per G / D step (the protocol's 64)."),
+    checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="Seconds between checkpoints (also "
+                                           "saved at the end of each phase and on Ctrl-C / SIGTERM)."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Train SeqGAN on a real corpus (one text per sequence) and compare MLE vs SeqGAN by BLEU-2..5 and self-BLEU."""
     from seqlab.device import resolve_device
+    from seqlab.train.interrupt import exit_on_interrupt
     from seqlab.train.seqgan_text import TextSeqganConfig, train_text_seqgan
 
     cfg = TextSeqganConfig(data=data, max_len=max_len, longer=longer, tokenizer=tokenizer, batch_size=batch_size,
                            pretrain_epochs=pretrain_epochs, d_pretrain_iters=d_pretrain_iters, adv_rounds=adv_rounds,
                            num_rollouts=rollouts, rollout_rate=rollout_rate, generator=generator, size=size,
-                           val_fraction=val_fraction, eval_samples=samples, seed=seed)
+                           val_fraction=val_fraction, eval_samples=samples, seed=seed,
+                           checkpoint_every_s=checkpoint_every)
     from seqlab.train.run_lock import hold_run_lock
 
-    with hold_run_lock(out):  # one process at a time in OUT
+    with hold_run_lock(out), exit_on_interrupt():  # one process at a time in OUT; Ctrl-C / SIGTERM: exit 130 / 143
         report = train_text_seqgan(cfg, out, resolve_device(device), show_progress=True)
     if as_json:
         print_json(report)

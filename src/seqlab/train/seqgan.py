@@ -14,13 +14,17 @@ and seqgan start from its snapshots at their pre-training epochs, so MLE is trai
 Each method lives in `OUT/<method>/` with a checkpoint (`state.{safetensors,json}`: weights,
 optimizers, RNG, position, curve, elapsed time) written at least every `checkpoint_every_s`
 seconds and at the end of every phase, and `result.json` once finished. Running again resumes
-exactly where it stopped. The inner loops never read a value back to the host except once per epoch
-or round (for the progress bar), so GPU steps queue without syncs.
+exactly where it stopped, after a `kill -9` at any moment too (a checkpoint is written beside the old
+one and then moved into place). The first Ctrl-C or SIGTERM saves a checkpoint at the end of the
+current epoch / iteration / round and raises `Interrupted` (`seqlab` exits 130 / 143).
+The inner loops never read a value back to the host except once per epoch or round (for the
+progress bar), so GPU steps queue without syncs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +45,7 @@ from seqlab.io import read_json, write_json
 from seqlab.models.discriminator import Discriminator
 from seqlab.models.oracle import OracleLSTM
 from seqlab.models.seqgan_generator import SequenceGenerator, build_generator
+from seqlab.train.interrupt import InterruptFlag
 from seqlab.train.state import rng_state, set_rng_state
 
 METHODS = ("random", "mle", "ss", "pg_bleu", "seqgan")
@@ -176,6 +181,41 @@ def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return getattr(module, "_orig_mod", module)
 
 
+def new_discriminator(vocab_size: int, seq_len: int, seed: int, device: torch.device) -> Discriminator:
+    """D at a seeded initialisation: the same whatever ran before it in the process (a resumed run too)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Discriminator(vocab_size, seq_len).to(device)
+
+
+def save_checkpoint_state(path: Path, obj: Any) -> None:
+    """`save_state` to `<path>_next.*`, then moved into place: a kill at any moment leaves the old or the
+    new checkpoint whole (the pending JSON, written last, marks it complete; `load_checkpoint_state`
+    finishes an interrupted move)."""
+    save_state(_pending(path), obj)
+    _finish_commit(path)
+
+
+def load_checkpoint_state(path: Path) -> dict[str, Any] | None:
+    """The checkpoint saved by `save_checkpoint_state` at `path`, or None when there is none."""
+    _finish_commit(path)
+    return load_state(path) if path.with_suffix(".json").is_file() else None
+
+
+def _pending(path: Path) -> Path:
+    return path.with_name(path.name + "_next")
+
+
+def _finish_commit(path: Path) -> None:
+    pending = _pending(path)
+    if not pending.with_suffix(".json").is_file():  # none, or an incomplete one
+        pending.with_suffix(".safetensors").unlink(missing_ok=True)
+        return
+    if pending.with_suffix(".safetensors").is_file():
+        os.replace(pending.with_suffix(".safetensors"), path.with_suffix(".safetensors"))
+    os.replace(pending.with_suffix(".json"), path.with_suffix(".json"))
+
+
 def g_optimizer(generator: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
     return torch.optim.Adam(generator.parameters(), lr=lr, fused=device.type == "cuda" or None)
 
@@ -211,6 +251,7 @@ class OracleExperiment:
         self.report = reporter or Reporter()
         self.on_checkpoint = on_checkpoint  # called after each checkpoint with the method name (tests)
         self._real: Tensor | None = None
+        self.interrupt = InterruptFlag()  # installed (Ctrl-C, SIGTERM) while `run` trains a method
 
     # ---- shared pieces
 
@@ -242,7 +283,8 @@ class OracleExperiment:
         path = self.dir / method / "result.json"
         if path.is_file():
             return read_json(path)
-        result = getattr(self, f"_run_{method}")()
+        with InterruptFlag() as self.interrupt:
+            result = getattr(self, f"_run_{method}")()
         write_json(path, result)
         return result
 
@@ -250,17 +292,20 @@ class OracleExperiment:
         torch.manual_seed(self.seed * len(METHODS) + METHODS.index(method) + 1)
 
     def _checkpoint(self, method: str, state: dict[str, Any]) -> None:
-        save_state(self.dir / method / "state", {**state, "rng": rng_state(self.device)})
+        save_checkpoint_state(self.dir / method / "state", {**state, "rng": rng_state(self.device)})
         if self.on_checkpoint is not None:
             self.on_checkpoint(method)
 
     def _resume(self, method: str) -> dict[str, Any] | None:
-        path = self.dir / method / "state"
-        if not path.with_suffix(".json").is_file():
-            return None
-        state = load_state(path)
-        set_rng_state(state["rng"], self.device)
+        state = load_checkpoint_state(self.dir / method / "state")
+        if state is not None:
+            set_rng_state(state["rng"], self.device)
         return state
+
+    def _stop(self, method: str) -> None:
+        """Called once a requested stop's checkpoint is saved."""
+        raise self.interrupt.stop(f"interrupted: checkpoint saved in {self.dir / method}; "
+                                  "run the same command again to continue")
 
     # ---- random
 
@@ -332,11 +377,15 @@ class OracleExperiment:
             if epoch in snapshots:
                 self._snapshot(generator, epoch, curve[-1][1], elapsed)
             self.report.update(epoch, **fields)
-            if epoch == until or epoch in snapshots or time.perf_counter() - last_save >= self.p.checkpoint_every_s:
+            stop = self.interrupt.requested
+            if (stop or epoch == until or epoch in snapshots
+                    or time.perf_counter() - last_save >= self.p.checkpoint_every_s):
                 state = {"epoch": epoch, "elapsed": elapsed, "curve": curve, "generator": _weights(generator),
                          "optimizer": optimizer.state_dict()}
                 self._checkpoint(method, state)
                 last_save = time.perf_counter()
+            if stop:
+                self._stop(method)
         return {**state, "generator": _weights(generator)}
 
     def _snapshot(self, generator: SequenceGenerator, epoch: int, nll: float, elapsed: float) -> None:
@@ -356,7 +405,7 @@ class OracleExperiment:
     def _run_seqgan(self) -> dict[str, Any]:
         p = self.p
         generator, nll0, pretrain_s = self.pretrained(p.pretrain_epochs)
-        discriminator = Discriminator(self.oracle.vocab_size, self.oracle.seq_len).to(self.device)
+        discriminator = new_discriminator(self.oracle.vocab_size, self.oracle.seq_len, self.seed, self.device)
         return self._adversarial("seqgan", generator, nll0, pretrain_s, p.pretrain_epochs, p.adv_rounds,
                                  p.num_rollouts, discriminator=discriminator, score=None)
 
@@ -387,8 +436,11 @@ class OracleExperiment:
             self._timed(state, "d_pretrain_s", lambda: self._d_iteration(d_train, d_opt, generator, state))
             state["d_iter"] += 1
             self.report.update(state["d_iter"], d_acc=state["d_acc"][-1])
+            stop = self.interrupt.requested
             self._maybe_checkpoint(method, state, generator, g_opt, rollout, discriminator, d_opt,
-                                   force=state["d_iter"] == d_iters)
+                                   force=stop or state["d_iter"] == d_iters)
+            if stop:
+                self._stop(method)
         self.report.phase(f"seed {self.seed} {method}: adversarial", rounds, state["round"])
         while state["round"] < rounds:
             self._timed(state, "adversarial_s",
@@ -403,8 +455,11 @@ class OracleExperiment:
             if discriminator is not None:
                 fields["d_acc"] = state["d_acc"][-1]
             self.report.update(state["round"], **fields)
+            stop = self.interrupt.requested
             self._maybe_checkpoint(method, state, generator, g_opt, rollout, discriminator, d_opt,
-                                   force=state["round"] == rounds)
+                                   force=stop or state["round"] == rounds)
+            if stop:
+                self._stop(method)
         nll = self.nll_oracle(generator, p.eval_samples)
         return {"nll_oracle": nll, "curve": state["curve"], "d_acc": state["d_acc"], "timings": self._timings(state)}
 

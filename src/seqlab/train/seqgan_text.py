@@ -9,6 +9,12 @@ with self-BLEU (`seqlab.eval.self_bleu`).
 
     RUN/config.json  tokenizer.json  mle_generator.safetensors  generator.safetensors  state.*  report.json
     RUN/lm/          the SeqGAN generator (LSTM) as a seqlab rnn_lm run: `seqlab generate RUN/lm`
+
+Running the same command again resumes from `state.*` (written at least every `checkpoint_every_s`
+seconds and at the end of every phase) exactly: after a `kill -9` at any moment, the finished run's
+weights and report equal an uninterrupted run's (its wall-clock timings aside). The first Ctrl-C or
+SIGTERM saves a checkpoint at the end of the current epoch / iteration / round and stops
+(`seqlab` exits 130 / 143).
 """
 
 from __future__ import annotations
@@ -24,23 +30,28 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from seqlab.checkpoint import load_state, load_weights, save_state, save_weights
+from seqlab.checkpoint import load_weights, save_weights
 from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.gan.rewards import discriminator_score
 from seqlab.gan.rollout import RolloutPolicy
 from seqlab.io import atomic_path, read_json, write_json
-from seqlab.models.discriminator import WIDTHS, Discriminator
+from seqlab.models.discriminator import WIDTHS
 from seqlab.models.seqgan_generator import LSTMGenerator, SequenceGenerator, build_generator
+from seqlab.train.interrupt import InterruptFlag
 from seqlab.train.seqgan import (
     d_optimizer,
     g_optimizer,
+    load_checkpoint_state,
     mle_epoch,
+    new_discriminator,
     policy_gradient_step,
+    save_checkpoint_state,
     train_discriminator,
 )
 from seqlab.train.state import rng_state, set_rng_state
 
 LONGER = ("error", "truncate", "drop")
+_SPEED_ONLY = ("checkpoint_every_s",)  # settings a resumed run may change
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class TextSeqganConfig:
     d_epochs: int = 3
     d_iters_per_round: int = 1
     grad_clip: float = 5.0
+    checkpoint_every_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.num_rollouts < 1:
@@ -83,6 +95,8 @@ class TextSeqganConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_samples < 2 or self.size < 1 or self.batch_size < 1:
             raise ConfigError("eval_samples must be >= 2, size and batch_size >= 1")
+        if self.checkpoint_every_s < 0:
+            raise ConfigError(f"--checkpoint-every must be >= 0 seconds, got {self.checkpoint_every_s}")
 
 
 def corpus_texts(corpus: Any) -> list[str]:
@@ -143,9 +157,9 @@ def train_text_seqgan(cfg: TextSeqganConfig, out: Path, device: torch.device, sh
     data = encode_texts(train_texts, tokenizer, cfg.max_len, cfg.longer).to(device)
     if data.shape[0] < cfg.batch_size:
         raise DataError(f"{cfg.data}: {data.shape[0]} training texts, fewer than one batch ({cfg.batch_size})")
-    with RichReporter(enabled=show_progress) as reporter:
+    with RichReporter(enabled=show_progress) as reporter, InterruptFlag() as interrupt:
         trainer = _TextTrainer(cfg, out, device, data, tokenizer.vocab_size, tokenizer.token_to_id("<bos>"), reporter)
-        trainer.run()
+        trainer.run(interrupt)
     report = {"data": cfg.data, "train_texts": data.shape[0], "val_texts": len(val_texts),
               "vocab_size": tokenizer.vocab_size, "timings": trainer.state["timings"]}
     for name, file in (("mle", "mle_generator.safetensors"), ("seqgan", "generator.safetensors")):
@@ -230,7 +244,9 @@ def _check_run_dir(out: Path, cfg: TextSeqganConfig) -> None:
         raise ConfigError(f"--out {str(out)!r} is a file, not a run directory")
     path = out / "config.json"
     if path.is_file():
-        if read_json(path) != dataclasses.asdict(cfg):
+        old, new = read_json(path), dataclasses.asdict(cfg)
+        if {k: v for k, v in old.items() if k not in _SPEED_ONLY} != {k: v for k, v in new.items()
+                                                                      if k not in _SPEED_ONLY}:
             raise ConfigError(f"{out} holds a run with different settings; use a new --out to start afresh")
     else:
         write_json(path, dataclasses.asdict(cfg))
@@ -247,18 +263,20 @@ def _split(texts: list[str], val_fraction: float, seed: int) -> tuple[list[str],
 
 
 class _TextTrainer:
-    """MLE pre-training -> D pre-training -> adversarial rounds, checkpointed at least every 60 s."""
+    """MLE pre-training -> D pre-training -> adversarial rounds, checkpointed at least every
+    `checkpoint_every_s` seconds, at the end of every phase, and when a stop is requested."""
 
     def __init__(self, cfg: TextSeqganConfig, out: Path, device: torch.device, data: Tensor, vocab_size: int,
                  bos: int, reporter: Any):
         self.cfg, self.out, self.device, self.data, self.report = cfg, out, device, data, reporter
         self.vocab_size, self.bos = vocab_size, bos
         self.generator = self.new_generator()
-        self.discriminator = Discriminator(vocab_size, cfg.max_len).to(device)
+        self.discriminator = new_discriminator(vocab_size, cfg.max_len, cfg.seed, device)
         self.g_opt = g_optimizer(self.generator, cfg.g_lr, device)
         self.d_opt = d_optimizer(self.discriminator, cfg.d_lr, device)
-        self.rollout: RolloutPolicy | None = None
-        self.state: dict[str, Any] = {"epoch": 0, "d_iter": 0, "round": 0, "d_acc": [], "rewards": [],
+        self.rollout: RolloutPolicy | None = None  # from the end of MLE pre-training on
+        self.state: dict[str, Any] = {"epoch": 0, "mle_done": False, "d_iter": 0, "round": 0, "d_acc": [],
+                                      "rewards": [],
                                       "timings": {"mle_pretrain_s": 0.0, "d_pretrain_s": 0.0, "adversarial_s": 0.0}}
         self._last_save = time.perf_counter()
 
@@ -267,34 +285,37 @@ class _TextTrainer:
             torch.manual_seed(self.cfg.seed)
             return _new_generator(self.cfg, self.vocab_size, self.bos).to(self.device)
 
-    def run(self) -> None:
-        cfg, st = self.cfg, self.state
+    def run(self, interrupt: InterruptFlag) -> None:
+        cfg = self.cfg
         if not self._resume():
             torch.manual_seed(cfg.seed + 1)
+        st = self.state  # bound after `_resume`, which replaces it
         self.report.phase("MLE pre-training", cfg.pretrain_epochs, st["epoch"])
         while st["epoch"] < cfg.pretrain_epochs:
             loss = self._timed("mle_pretrain_s", lambda: mle_epoch(self.generator, self.g_opt, self.data,
                                                                     cfg.batch_size, cfg.grad_clip))
             st["epoch"] += 1
             self.report.update(st["epoch"], loss=float(loss))
-            self._checkpoint(force=st["epoch"] == cfg.pretrain_epochs)
-        if not (self.out / "mle_generator.safetensors").is_file():
+            self._checkpoint(interrupt, force=False)
+        if not st["mle_done"]:  # the end of MLE: its snapshot, a fresh Adam for the PG phase, the rollout copy
             save_weights(self.generator, self.out / "mle_generator.safetensors")
-            self.g_opt = g_optimizer(self.generator, cfg.g_lr, self.device)  # a fresh Adam for the PG phase
-        self.rollout = self.rollout or RolloutPolicy(self.generator, cfg.rollout_rate)
+            self.g_opt = g_optimizer(self.generator, cfg.g_lr, self.device)
+            self.rollout = RolloutPolicy(self.generator, cfg.rollout_rate)
+            st["mle_done"] = True
+            self._checkpoint(interrupt, force=True)
         self.report.phase("D pre-training", cfg.d_pretrain_iters, st["d_iter"])
         while st["d_iter"] < cfg.d_pretrain_iters:
             self._timed("d_pretrain_s", self._d_iteration)
             st["d_iter"] += 1
             self.report.update(st["d_iter"], d_acc=st["d_acc"][-1])
-            self._checkpoint(force=st["d_iter"] == cfg.d_pretrain_iters)
+            self._checkpoint(interrupt, force=st["d_iter"] == cfg.d_pretrain_iters)
         self.report.phase("adversarial", cfg.adv_rounds, st["round"])
         score = discriminator_score(self.discriminator)
         while st["round"] < cfg.adv_rounds:
             self._timed("adversarial_s", lambda: self._round(score))
             st["round"] += 1
             self.report.update(st["round"], reward=st["rewards"][-1], d_acc=st["d_acc"][-1])
-            self._checkpoint(force=st["round"] == cfg.adv_rounds)
+            self._checkpoint(interrupt, force=st["round"] == cfg.adv_rounds)
         save_weights(self.generator, self.out / "generator.safetensors")
 
     def _round(self, score: Any) -> None:
@@ -318,23 +339,28 @@ class _TextTrainer:
         self.state["timings"][key] += time.perf_counter() - start
         return result
 
-    def _checkpoint(self, force: bool) -> None:
-        if not force and time.perf_counter() - self._last_save < 60.0:
-            return
-        tensors = {"generator": self.generator.state_dict(), "g_opt": self.g_opt.state_dict(),
-                   "discriminator": self.discriminator.state_dict(), "d_opt": self.d_opt.state_dict()}
-        if self.rollout is not None and self.rollout.model is not self.generator:
-            tensors["rollout"] = self.rollout.model.state_dict()
-        save_state(self.out / "state", {**self.state, **tensors, "rng": rng_state(self.device)})
-        self._last_save = time.perf_counter()
+    def _checkpoint(self, interrupt: InterruptFlag, force: bool) -> None:
+        """Save when forced, when `checkpoint_every_s` has passed, or when a stop is requested (then stop)."""
+        stop = interrupt.requested
+        if force or stop or time.perf_counter() - self._last_save >= self.cfg.checkpoint_every_s:
+            tensors = {"generator": self.generator.state_dict(), "g_opt": self.g_opt.state_dict(),
+                       "discriminator": self.discriminator.state_dict(), "d_opt": self.d_opt.state_dict()}
+            if self.rollout is not None and self.rollout.model is not self.generator:
+                tensors["rollout"] = self.rollout.model.state_dict()
+            save_checkpoint_state(self.out / "state", {**self.state, **tensors, "rng": rng_state(self.device)})
+            self._last_save = time.perf_counter()
+        if stop:
+            raise interrupt.stop(f"interrupted: checkpoint saved in {self.out}; continue with the same "
+                                 f"`seqlab seqgan train ... --out {self.out}` command")
 
     def _resume(self) -> bool:
-        path = self.out / "state"
-        if not path.with_suffix(".json").is_file():
+        state = load_checkpoint_state(self.out / "state")
+        if state is None:
             return False
-        state = load_state(path)
+        # a checkpoint from before `mle_done` was recorded: the MLE snapshot's file said it
+        state.setdefault("mle_done", (self.out / "mle_generator.safetensors").is_file())
         self.generator.load_state_dict(state.pop("generator"))
-        if state["epoch"] >= self.cfg.pretrain_epochs:
+        if state["mle_done"]:
             self.rollout = RolloutPolicy(self.generator, self.cfg.rollout_rate)
             if "rollout" in state:
                 self.rollout.model.load_state_dict(state.pop("rollout"))
