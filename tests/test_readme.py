@@ -7,14 +7,15 @@ blank), so a traceback's `README.md.py, line N` is line N of README.md. The text
 
 What the test does around it, and nothing else:
 
-- Run directories the blocks read (a string "runs/NAME") are made first by the page's own command for
+- Run directories the blocks read (a string "runs/NAME") are made first by the documented command for
   them: the ```bash line `seqlab train PRESET ... --out runs/NAME` (looked up in the page, then in
-  README.md), run with `TINY` appended — two steps of a small model, since the examples need a run of
-  that kind, not a good one. A run that no such line makes must be made by an earlier block.
+  README.md, then in the other docs pages), run with `TINY` appended — two steps of a small model, since
+  the examples need a run of that kind, not a good one. A run no such line makes must come from a block.
 - The environment: offline (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE, proxies pointing at a closed port),
   the session's private user cache (XDG_CACHE_HOME, shared with the runs made above), a non-interactive
-  matplotlib, and TORCH_COMPILE_DISABLE=1 so that `compile_step=True` decodes eagerly (Inductor needs
-  minutes of a busy 2-core CPU to compile; tests/decode/test_compiled.py covers the compiled step).
+  matplotlib, one torch thread (two spin against each other on a busy 2-core CPU), and
+  TORCH_COMPILE_DISABLE=1 so that `compile_step=True` decodes eagerly (Inductor needs a minute or more of
+  a busy 2-core CPU to compile; tests/decode/test_compiled.py covers the compiled step).
 
 Before anything runs, a static check fails on a name a page's blocks use but never define (with the
 page's line), and on a README section (`<!-- section:NAME -->`) whose blocks use a name only another
@@ -170,7 +171,9 @@ def test_examples_run_as_written(page, tmp_path, cli, monkeypatch):
     shared_data_file("seqgan_oracle_params.npz")
     text = page.read_text(encoding="utf-8")
     source = script(text)
-    commands = {**train_commands((ROOT / "README.md").read_text(encoding="utf-8")), **train_commands(text)}
+    commands: dict[str, list[str]] = {}
+    for other in reversed([page, ROOT / "README.md", *PAGES]):  # the page's own line first, then README's, ...
+        commands.update(train_commands(other.read_text(encoding="utf-8")))
     monkeypatch.chdir(tmp_path)
     for run in sorted(set(RUN_PATH.findall(source))):
         if run in commands:
