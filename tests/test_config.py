@@ -33,6 +33,20 @@ def test_yaml_file(tmp_path):
         ("model.n_embd=-4", ["model.n_embd", "> 0"]),
         ("train.compile=maybe", ["train.compile", "expected bool"]),
         ("decode.top_p=1.5", ["top_p"]),
+        # nan / inf in any float key, AdamW's betas, seeds, and sizes beyond 64 bits (issue 15)
+        ("train.lr=.inf", ["train.lr", "finite"]),
+        ("train.lr=.nan", ["train.lr", "finite"]),
+        ("train.grad_clip=.nan", ["train.grad_clip", "finite"]),
+        ("train.min_lr=-.inf", ["train.min_lr", "finite"]),
+        ("decode.temperature=.inf", ["decode.temperature", "finite"]),
+        ("decode.repetition_penalty=.nan", ["decode.repetition_penalty", "finite"]),
+        ("train.beta2=1.0", ["train.beta2", "[0, 1)"]),
+        ("train.beta1=-0.1", ["train.beta1", "[0, 1)"]),
+        ("seed=9223372036854775808", ["seed", "2^63"]),
+        ("seed=-1", ["seed", "[0, 2^63"]),
+        ("decode.top_k=100000000000000000000", ["decode.top_k", "64 bits"]),
+        ("data.vocab_size=1000000000000", ["data.vocab_size", "at most 16,777,216"]),
+        ("train.lr=!!python/object/apply:os.system [echo hi]", ["--set train.lr", "python tags are not allowed"]),
     ],
 )
 def test_bad_configs_name_the_key(override, words):
@@ -67,3 +81,49 @@ def test_cli_config_errors(cli):
     assert "model.attention" in bad_attention.stderr
     r = cli("config", "--keys", "--json")
     assert r.exit_code == 0 and '"train.lr"' in r.stdout
+
+
+def test_largest_seed_and_a_beta_just_below_one_are_accepted():
+    cfg = load_config(None, ["seed=9223372036854775807", "train.beta2=0.999999", "train.beta1=0"])
+    assert cfg.seed == 2**63 - 1 and cfg.train.beta2 == 0.999999
+
+
+def test_float_keys_refuse_nan_when_built_directly():
+    from seqlab.config import ModelConfig, TrainConfig
+
+    with pytest.raises(ConfigError, match="train.weight_decay must be a finite number"):
+        TrainConfig(weight_decay=float("nan"))
+    with pytest.raises(ConfigError, match="model.dropout"):
+        ModelConfig(dropout=float("inf"))
+
+
+@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system [touch PWNED]", "!!python/name:os.system",
+                                 "!!python/object/new:os.system [touch PWNED]"])
+def test_python_tags_in_a_config_file_are_refused_without_running_anything(cli, tmp_path, monkeypatch, tag):
+    from conftest import assert_one_line_error
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.yaml"
+    path.write_text(f"train:\n  lr: {tag}\n")
+    with pytest.raises(ConfigError, match="python tags are not allowed") as e:
+        load_config(path)
+    assert str(path) in str(e.value) and "!!python/" in str(e.value)
+    result = cli("train", path, "--out", tmp_path / "run")
+    assert_one_line_error(result)
+    assert "python tags are not allowed" in result.stderr and "evil.yaml" in result.stderr
+    result = cli("config", "--set", f"data.corpus={tag}")
+    assert_one_line_error(result)
+    assert "--set data.corpus: python tags are not allowed" in result.stderr
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "run").exists()
+
+
+def test_invalid_yaml_names_the_file_and_line(tmp_path):
+    path = tmp_path / "cut.yaml"
+    path.write_text("model:\n  n_layer: [1,\n")
+    with pytest.raises(ConfigError, match=r"cut.yaml: not valid YAML \(.*line 3") as e:
+        load_config(path)
+    assert "\n" not in str(e.value)
+
+
+def test_override_values_that_are_not_yaml_stay_text():
+    assert parse_overrides(["data.corpus=a: b: c"]) == {"data": {"corpus": "a: b: c"}}

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import sys
 import types
 import typing
@@ -41,7 +43,7 @@ class DataConfig:
         "labelled: (label, text) examples", "lm")
     tokenizer: Literal["char", "word", "bpe"] = _help("tokenizer kind", "char")
     lang: Literal["auto", "en", "zh"] = _help("language for word segmentation (zh uses jieba)", "auto")
-    vocab_size: int = _help("BPE: target vocabulary size", 4000)
+    vocab_size: int = _help("BPE: target vocabulary size (at most 2^24 = 16,777,216)", 4000)
     max_vocab: int | None = _help("char/word: keep at most this many tokens (specials included)", None)
     min_freq: int = _help("char/word: drop tokens seen fewer times than this", 1)
     split: Literal["random", "contiguous"] = _help(
@@ -54,9 +56,13 @@ class DataConfig:
     encoding: str = _help("text encoding of input files", "utf-8")
 
     def __post_init__(self) -> None:
+        _representable(self)
         _positive(self, "vocab_size", "min_freq", "history_turns", "max_source_len", "max_target_len")
         if self.max_vocab is not None:
             _positive(self, "max_vocab")
+        if self.vocab_size > MAX_BPE_VOCAB:  # the BPE trainer reserves memory for every requested token
+            raise ConfigError(f"data.vocab_size must be at most {MAX_BPE_VOCAB:,} (2^24), got {self.vocab_size:,}; "
+                              "real BPE vocabularies have thousands to a few hundred thousand tokens")
         for name in ("val_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"data.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -91,6 +97,7 @@ class ModelConfig:
     share_embeddings: bool = _help("seq2seq: encoder and decoder share one embedding table", True)
 
     def __post_init__(self) -> None:
+        _representable(self)
         _positive(self, "n_layer", "n_embd", "context_length", "n_head", "hidden_size")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
@@ -120,7 +127,11 @@ class TrainConfig:
     scheduled_sampling: float = _help("seq2seq: per-step decrease of the teacher-forcing probability (0 = off)", 0.0)
 
     def __post_init__(self) -> None:
+        _representable(self)
         _positive(self, "batch_size", "grad_accum", "max_steps", "eval_interval", "log_interval")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"train.{name} must be in [0, 1) (AdamW's moving averages), got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         for name in ("min_lr", "warmup_steps", "weight_decay", "grad_clip", "samples", "scheduled_sampling"):
@@ -151,6 +162,7 @@ class DecodeConfig:
     suppress_unk: bool = _help("never generate the <unk> token", True)
 
     def __post_init__(self) -> None:
+        _representable(self)
         _positive(self, "num_beams", "num_return_sequences")
         if self.max_new_tokens is not None:
             _positive(self, "max_new_tokens")
@@ -173,12 +185,39 @@ class Config:
     seed: int = 1337
 
     def __post_init__(self) -> None:
+        check_seed(self.seed, "seed")
         # an unset reply cap: a seq2seq run's comes from its data (seqlab.decode.reply_length), others get 200
         if self.decode.max_new_tokens is None and self.data.task != "pairs":
             self.decode = dataclasses.replace(self.decode, max_new_tokens=200)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+MAX_BPE_VOCAB = 2**24  # tokenizers' BPE trainer allocates ~72 bytes per requested token up front
+SEED_LIMIT = 2**63  # seeds are in [0, 2^63): what every RNG seqlab seeds (torch's is 64-bit) takes as is
+INT_LIMIT = 2**63  # every integer key must fit in 64 bits (torch's sizes and counts are int64)
+
+
+def check_seed(value: Any, name: str = "--seed") -> int:
+    """`value` if it is a seed seqlab can use (an int in [0, 2^63)), else a ConfigError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"{name} must be a whole number in [0, 2^63 - 1 = {SEED_LIMIT - 1}], got {value!r}; "
+                          "choose a seed in that range")
+    return value
+
+
+def _representable(obj: Any) -> None:
+    """Every float key of `obj` is finite (nan and inf are refused) and every int key fits in 64 bits."""
+    section = _SECTION_OF.get(type(obj).__name__, "")
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}{f.name} must be a finite number, got {value}; give a value such as "
+                              f"{f.default!r} (the default)")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= INT_LIMIT:
+            raise ConfigError(f"{section}{f.name} = {value} does not fit in 64 bits (must be < 2^63); "
+                              "give a realistic size")
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -216,13 +255,32 @@ def read_config_file(name_or_path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{name_or_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(yaml_error_message(name_or_path, e)) from None
     except RecursionError:
         raise ConfigError(f"{name_or_path}: YAML nested too deeply to read (over ~{sys.getrecursionlimit()} "
                           "levels); a config is sections of plain keys") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{name_or_path}: a config must be a mapping of sections, got {type(raw).__name__}")
     return raw
+
+
+def yaml_error_message(source: str | Path, error: yaml.YAMLError) -> str:
+    """One line for a YAML text `source` that yaml.safe_load refused: python tags (which could run code,
+    and which safe_load never constructs) are named as such; otherwise the parser's problem and line."""
+    tag = _python_tag(error)
+    if tag:
+        return (f"{source}: python tags are not allowed ({tag}): seqlab reads plain YAML and never runs code "
+                "from it; remove the tag")
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{source}: not valid YAML ({problem}{where})"
+
+
+def _python_tag(error: yaml.YAMLError) -> str | None:
+    """'!!python/object/apply:os.system' when `error` is safe_load refusing a python tag, else None."""
+    match = re.search(r"tag:yaml\.org,2002:(python/\S*?)'", str(getattr(error, "problem", "") or ""))
+    return f"!!{match.group(1)}" if isinstance(error, yaml.constructor.ConstructorError) and match else None
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -240,8 +298,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
                 raise ConfigError(f"--set {key}: {part} is not a section")
         try:
             node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            node[parts[-1]] = value
+        except yaml.YAMLError as e:
+            if _python_tag(e):
+                raise ConfigError(yaml_error_message(f"--set {key.strip()}", e)) from None
+            node[parts[-1]] = value  # not YAML: the text itself (e.g. a path with a colon)
         except RecursionError:
             raise ConfigError(f"--set {key.strip()}: the value is nested too deeply to read (over "
                               f"~{sys.getrecursionlimit()} levels of [ ] or {{ }})") from None
@@ -263,6 +323,18 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
         raw = merge(raw, read_config_file(name_or_path))
     raw = merge(raw, parse_overrides(overrides or []))
     return from_dict(Config, raw)
+
+
+def missing_keys(raw: dict[str, Any], cls: type = Config, prefix: str = "") -> list[str]:
+    """The keys of `cls` that the mapping `raw` lacks, dotted; a missing section counts as one entry (its name)."""
+    hints = typing.get_type_hints(cls)
+    missing = []
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            missing.append(prefix + f.name)
+        elif dataclasses.is_dataclass(hints[f.name]) and isinstance(raw[f.name], dict):
+            missing += missing_keys(raw[f.name], hints[f.name], f"{prefix}{f.name}.")
+    return missing
 
 
 def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:

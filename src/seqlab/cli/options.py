@@ -11,7 +11,17 @@ import typer
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a human-readable report.")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda (auto = cuda when present).")
-SeedOpt = typer.Option(1337, "--seed", help="Random seed (runs are deterministic for a given seed).")
+
+
+def _check_seed(value: int | None) -> int | None:
+    """--seed must be in [0, 2^63) (one line, exit 2, before the command runs)."""
+    from seqlab.config import check_seed
+
+    return value if value is None else check_seed(value)
+
+
+SeedOpt = typer.Option(1337, "--seed", callback=_check_seed,
+                       help="Random seed in [0, 2^63) (runs are deterministic for a given seed).")
 SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
 EncodingOpt = typer.Option("utf-8", "--encoding", help="Text encoding of input files.")
 

@@ -9,14 +9,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from seqlab.config import INT_LIMIT, parse_overrides
 from seqlab.errors import ConfigError
 from seqlab.io import read_json, write_json
 from seqlab.models.oracle import build_oracle
@@ -36,7 +37,8 @@ def resolve_protocol(preset: str, overrides: list[str], **options: Any) -> Oracl
         key, sep, value = pair.partition("=")
         if not sep or key.strip() not in fields:
             raise ConfigError(f"--set expects FIELD=VALUE with FIELD one of {', '.join(fields)}; got {pair!r}")
-        changes[key.strip()] = _typed(key.strip(), yaml.safe_load(value), type(getattr(PRESETS[preset], key.strip())))
+        parsed = parse_overrides([f"{key.strip()}={value}"])[key.strip()]  # YAML; python tags refused
+        changes[key.strip()] = _typed(key.strip(), parsed, type(getattr(PRESETS[preset], key.strip())))
     changes |= {k: v for k, v in options.items() if v is not None}
     return PRESETS[preset].replace(**changes)
 
@@ -46,6 +48,10 @@ def _typed(key: str, value: Any, kind: type) -> Any:
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"--set {key}: expected {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"--set {key}: must be a finite number, got {value}")
+    if kind is int and abs(value) >= INT_LIMIT:
+        raise ConfigError(f"--set {key}: {value} does not fit in 64 bits (must be < 2^63); give a realistic size")
     return value
 
 
