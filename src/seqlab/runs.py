@@ -26,9 +26,13 @@ from typing import Any
 import torch
 
 import seqlab
-from seqlab.config import Config, from_dict
-from seqlab.errors import SeqlabError
-from seqlab.io import write_json, write_yaml
+from seqlab.config import Config, from_dict, missing_keys, yaml_error_message
+from seqlab.errors import ConfigError, SeqlabError
+from seqlab.io import write_json, write_text
+
+# the first and last lines of every config.yaml seqlab writes: a file with the first but not the last was cut short
+CONFIG_HEADER = "# a seqlab run's config: every key, then the line below (a file without it was cut short)"
+CONFIG_END = "# end of config.yaml"
 
 
 @dataclass(frozen=True)
@@ -76,14 +80,54 @@ class RunDir:
         return self.path / "tb"
 
     def write_config(self, config: Config) -> None:
-        write_yaml(self.config, config.to_dict())
+        import yaml
+
+        text = yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+        write_text(self.config, f"{CONFIG_HEADER}\n{text}{CONFIG_END}\n")
 
     def read_config(self) -> Config:
+        """The run's Config, refusing a config.yaml that was cut short or damaged.
+
+        seqlab writes the line CONFIG_HEADER, every key, then the line CONFIG_END. A file with both is
+        complete: a key it lacks is one added to seqlab after the run was written, and takes its
+        default. A file with the header but not the end was cut short. A file with neither (written
+        before these lines existed, or rewritten by another tool) must name every key. A file that
+        does not parse, is empty, or lacks keys is refused, naming them. Hand-written configs for
+        `seqlab train CONFIG` may leave keys out: this applies to a run's stored config only.
+        """
         if not self.config.is_file():
             raise SeqlabError(f"{self.path} is not a seqlab run directory (no config.yaml)")
         import yaml
 
-        return from_dict(Config, yaml.safe_load(self.config.read_text(encoding="utf-8")) or {})
+        where, fix = self.config, "restore it from a backup or recreate the run"
+        try:
+            text = self.config.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{where} is not UTF-8 text (bad byte at offset {e.start}): it is damaged; {fix}") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            message = yaml_error_message(where, e)
+            tagged = "python tags" in message
+            raise ConfigError(message if tagged else f"{message}: it was cut short or damaged; {fix}") from None
+        except RecursionError:
+            raise ConfigError(f"{where} is nested too deeply to read: it is damaged; {fix}") from None
+        if raw is None:
+            raise ConfigError(f"{where} is empty: it was cut short; {fix}")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} holds a {type(raw).__name__}, not the config's sections: it is damaged; {fix}")
+        lines = text.splitlines()
+        missing = [] if CONFIG_END in lines else missing_keys(raw)
+        if missing:
+            shown = ", ".join(missing[:6]) + (f", … ({len(missing)} in all)" if len(missing) > 6 else "")
+            raise ConfigError(f"{where} is incomplete (missing {shown}): it was cut short; {fix}")
+        if CONFIG_HEADER in lines and CONFIG_END not in lines:
+            raise ConfigError(f"{where} is incomplete (its last line {CONFIG_END!r} is missing, so its last value "
+                              f"may be cut): it was cut short; {fix}")
+        try:
+            return from_dict(Config, raw)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
 
     def write_info(self, seed: int, extra: dict[str, Any] | None = None) -> None:
         write_json(self.info, run_info(seed) | (extra or {}))

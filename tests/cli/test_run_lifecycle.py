@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -91,7 +90,10 @@ def test_resume_of_a_run_with_only_a_config_starts_it(cli, tmp_path):
     config = tiny_config(tmp_path, max_steps=4, eval_interval=2)
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copy(config, run / "config.yaml")
+    from seqlab.config import load_config
+    from seqlab.runs import RunDir
+
+    RunDir(run).write_config(load_config(config))  # complete, as seqlab writes a run's config.yaml
     r = cli("train", "--resume", run, "--device", "cpu", "--json")
     assert r.exit_code == 0, r.stderr
     assert "from step 0 with its config.yaml" in r.stderr and "tokenizer" not in r.stderr.splitlines()[0]

@@ -131,7 +131,10 @@ def test_bad_command_lines_are_one_line_errors(cli, tiny, tmp_path):
 def test_plot_of_a_run_without_logs_and_resume_of_a_run_without_checkpoint(cli, tiny, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text(tiny.read_text())
+    from seqlab.config import load_config
+    from seqlab.runs import RunDir
+
+    RunDir(run).write_config(load_config(tiny))  # complete, as seqlab writes a run's config.yaml
     assert_one_line_error(cli("plot", run))
     r = cli("train", "--resume", run, "--device", "cpu", "--json")  # nothing to lose: it starts from step 0
     assert r.exit_code == 0, r.stderr
