@@ -36,8 +36,13 @@ def register(arch: str) -> Callable:
 def build_model(cfg: ModelConfig, vocab_size: int, **extra: int) -> torch.nn.Module:
     """Build the architecture `cfg.arch` for a vocabulary of `vocab_size` tokens.
 
-    `extra` carries data-dependent sizes (e.g. `pad_id`, `bos_id`, `eos_id`, `num_labels`).
+    `extra` carries data-dependent sizes (e.g. `pad_id`, `bos_id`, `eos_id`, `num_labels`). A model whose
+    weights cannot fit this machine's memory is refused first, naming the key to shrink (see
+    seqlab.models.memory; the training recipes also check the training memory on their device).
     """
+    from seqlab.models.memory import check_memory
+
+    check_memory(cfg, vocab_size, src_vocab_size=extra.get("src_vocab_size"))
     if cfg.arch not in _BUILDERS:
         if cfg.arch not in _ARCH_MODULES:
             raise ConfigError(f"unknown model.arch {cfg.arch!r}; choose one of {', '.join(_ARCH_MODULES)}")
