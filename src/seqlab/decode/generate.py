@@ -45,6 +45,8 @@ from seqlab.decode.stopping import StopStrings
 from seqlab.errors import SeqlabError
 
 OPTION_NAMES = {f.name for f in fields(GenerationOptions)}
+# a recurrent model has no context to cut max_new_tokens: this is its cap (800 KB of token ids per row)
+RECURRENT_MAX_NEW_TOKENS = 100_000
 
 
 @dataclass
@@ -225,9 +227,16 @@ def _check_inputs(input_ids: Any, attention_mask: Any, device: torch.device) -> 
 
 
 def _fit_context(model: Any, length: int, max_new_tokens: int) -> int:
-    """max_new_tokens, shortened so that the sequence fits the model's context; a prompt that fills it is an error."""
+    """max_new_tokens, shortened so that the sequence fits the model's context; a prompt that fills it is an error.
+
+    A model without a context (recurrent: `max_length` None) could go on for ever, but the search keeps
+    every token in buffers sized by max_new_tokens: more than RECURRENT_MAX_NEW_TOKENS is refused."""
     limit = getattr(model, "max_length", None)
     if limit is None:
+        if max_new_tokens > RECURRENT_MAX_NEW_TOKENS:
+            raise SeqlabError(f"max_new_tokens {max_new_tokens:,} is more than a recurrent model "
+                              f"({type(model).__name__}) generates in one call: at most {RECURRENT_MAX_NEW_TOKENS:,}, "
+                              "since the tokens are kept in buffers of that length; ask for fewer (--max-new-tokens)")
         return max_new_tokens
     if model.is_encoder_decoder:
         if length > limit:
