@@ -163,3 +163,57 @@ def test_export_of_a_char_level_run_writes_the_model_only(cli, tmp_path):
     idx = torch.tensor([tokenizer.encode("not to be")])
     with torch.no_grad():
         torch.testing.assert_close(back(idx).logits, model(idx), atol=1e-5, rtol=1e-5)
+
+
+def test_export_of_a_non_gpt2_run_says_which_set_keys_would_make_it_exportable(cli, tmp_path):
+    from seqlab.checkpoint import save_weights
+    from seqlab.config import Config, ModelConfig
+    from seqlab.data.tokenizers import train_tokenizer
+    from seqlab.models import build_model
+    from seqlab.runs import open_run
+
+    cases = {"rotary-relu-nobias-untied": (dict(positions="rotary", activation="relu", bias=False,
+                                                tie_embeddings=False),
+                                           "--set model.positions=learned --set model.activation=gelu_new "
+                                           "--set model.bias=true --set model.tie_embeddings=true"),
+             "gelu": (dict(activation="gelu"), "--set model.activation=gelu_new can be exported")}
+    for name, (keys, fix) in cases.items():
+        run = open_run(tmp_path / name, must_exist=False)
+        model_config = ModelConfig(arch="transformer_lm", n_layer=1, n_head=2, n_embd=8, context_length=8, **keys)
+        tokenizer = train_tokenizer("char", ["abc"])
+        run.write_config(Config(model=model_config))
+        tokenizer.save(run.tokenizer)
+        save_weights(build_model(model_config, tokenizer.vocab_size), run.model)
+        result = cli("export-hf", run.path, "--out", tmp_path / f"out-{name}")
+        assert_one_line_error(result)
+        assert f"{run.path}: this model does not have GPT-2's architecture" in result.stderr
+        assert f"a run trained with {fix}" in result.stderr
+        assert not (tmp_path / f"out-{name}").exists()
+
+
+def test_export_of_a_seq2seq_run_says_which_architecture_exports(cli, tmp_path):
+    from tiny_runs import SEQ2SEQ, config_for, make_run, write_pairs_corpus
+
+    run = make_run(tmp_path / "s2s", config_for(write_pairs_corpus(tmp_path / "pairs.jsonl"), SEQ2SEQ, "pairs"))
+    result = cli("export-hf", run, "--out", tmp_path / "out")
+    assert_one_line_error(result)
+    assert "holds a seq2seq_rnn: train one with --set model.arch=transformer_lm --set model.positions=learned " \
+           "--set model.activation=gelu_new" in result.stderr
+
+
+def test_export_prints_nothing_on_stderr(cli, tmp_path):
+    from seqlab.checkpoint import save_weights
+    from seqlab.config import Config, ModelConfig
+    from seqlab.data.tokenizers import train_tokenizer
+    from seqlab.models import build_model
+    from seqlab.runs import open_run
+
+    run = open_run(tmp_path / "gpt2", must_exist=False)
+    model_config = ModelConfig(arch="transformer_lm", n_layer=1, n_head=2, n_embd=8, context_length=8,
+                               activation="gelu_new")
+    tokenizer = train_tokenizer("char", ["abc"])
+    run.write_config(Config(model=model_config))
+    tokenizer.save(run.tokenizer)
+    save_weights(build_model(model_config, tokenizer.vocab_size), run.model)
+    result = cli("export-hf", run.path, "--out", tmp_path / "hf")
+    assert result.exit_code == 0 and result.stderr == "", result.stderr  # no "Writing model shards" progress bar

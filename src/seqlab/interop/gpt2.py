@@ -84,14 +84,19 @@ def _check_hf_config(config: Any) -> None:
 def _check_gpt2_shaped(model: Any) -> None:
     if not isinstance(model, TransformerLM):
         raise SeqlabError(f"only a seqlab TransformerLM can become a GPT-2, got {type(model).__name__}")
-    problems = []
+    problems, fixes = [], []  # what differs from GPT-2, and the config key that makes a run GPT-2-shaped
     if model.positions != "learned":
         problems.append(f"positions are {model.positions!r} (GPT-2 has a learned position table)")
+        fixes.append("model.positions=learned")
     if model.activation != "gelu_new":
         problems.append(f"activation is {model.activation!r} (GPT-2 uses gelu_new)")
+        fixes.append("model.activation=gelu_new")
     if not model.bias:
         problems.append("it has no biases (GPT-2 has biases in every linear layer and LayerNorm)")
+        fixes.append("model.bias=true")
     if not model.tie_embeddings:
         problems.append("its embeddings are untied (GPT-2 ties the input embedding and the output layer)")
+        fixes.append("model.tie_embeddings=true")
     if problems:
-        raise SeqlabError(f"this model does not have GPT-2's architecture: {'; '.join(problems)}")
+        raise SeqlabError(f"this model does not have GPT-2's architecture: {'; '.join(problems)}; a run trained "
+                          f"with {' '.join('--set ' + fix for fix in fixes)} can be exported")

@@ -56,9 +56,14 @@ def export_hf_gpt2(run_dir: str | Path, out: str | Path, which: str = "best") ->
     _check_new_directory(out)
     model, tokenizer, config = load_model_from_run(run_dir, "cpu", which)
     if config.model.arch != "transformer_lm":
-        raise SeqlabError(f"only transformer_lm runs can become a GPT-2; {run_dir} holds a {config.model.arch}")
-    hf_model = to_hf_gpt2(model, bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id)
-    with _new_directory(out) as tmp:
+        raise SeqlabError(f"only transformer_lm runs can become a GPT-2; {run_dir} holds a {config.model.arch}: "
+                          "train one with --set model.arch=transformer_lm --set model.positions=learned "
+                          "--set model.activation=gelu_new")
+    try:
+        hf_model = to_hf_gpt2(model, bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id)
+    except SeqlabError as e:
+        raise SeqlabError(f"{run_dir}: {e}") from None
+    with _new_directory(out) as tmp, _quiet_transformers():  # no progress bar on stderr
         hf_model.save_pretrained(tmp)
         if isinstance(tokenizer, BPETokenizer):
             tokenizer.save_hf_files(tmp)
