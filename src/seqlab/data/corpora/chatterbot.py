@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from seqlab.config import yaml_error_message
 from seqlab.data.corpora.dialogue import dialogue_pairs
 from seqlab.data.corpora.files import read_text_file
 from seqlab.data.corpora.registry import package_dir, register_family
@@ -48,7 +49,7 @@ def _read_language(folder: str, history_turns: int) -> tuple[Pair, ...]:
         try:
             doc = yaml.safe_load(read_text_file(path)) or {}
         except yaml.YAMLError as e:
-            raise DataError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+            raise DataError(yaml_error_message(path, e)) from None  # python tags named as such
         category = (doc.get("categories") or [path.stem])[0]
         for i, conversation in enumerate(doc.get("conversations") or []):
             if not isinstance(conversation, list):  # a bare string: no reply to learn
