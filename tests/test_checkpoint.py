@@ -188,3 +188,21 @@ def test_half_precision_weights_whose_sum_overflows_are_still_finite(tmp_path):
     save_file({"weight": torch.ones(1000, 100, dtype=torch.float16)}, str(tmp_path / "e.safetensors"))
     load_weights(model, tmp_path / "e.safetensors")
     assert torch.equal(model.weight, torch.ones(1000, 100, dtype=torch.float16))
+
+
+def test_commit_state_moves_a_complete_pending_state_and_discards_a_damaged_one(tmp_path, capsys):
+    from seqlab.checkpoint import commit_state, finish_commit, pending_path
+
+    path = tmp_path / "state"
+    commit_state(path, {"w": torch.arange(4.0)})
+    commit_state(path, {"w": torch.arange(4.0) + 1})  # a second commit replaces the first
+    assert not pending_path(path).with_suffix(".json").exists()
+    torch.testing.assert_close(load_state(path)["w"], torch.arange(4.0) + 1)
+    # a pending pair whose tensors file was cut short: discarded with one warning line, the good state kept
+    save_state(pending_path(path), {"w": torch.zeros(4)})
+    tensors = pending_path(path).with_suffix(".safetensors")
+    tensors.write_bytes(tensors.read_bytes()[:-5])
+    finish_commit(path)
+    assert "discarding the damaged pending checkpoint" in capsys.readouterr().err
+    assert not tensors.exists() and not pending_path(path).with_suffix(".json").exists()
+    torch.testing.assert_close(load_state(path)["w"], torch.arange(4.0) + 1)

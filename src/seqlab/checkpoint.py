@@ -15,6 +15,8 @@ weights, any NaN or infinity) are refused too.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -228,6 +230,58 @@ def verify_state(path: str | Path, tensors_file: str | Path | None = None) -> No
     except _Damage as e:
         raise SeqlabError(f"{tpath} is damaged: {e}") from e
     _check_token(header.get("__metadata__") or {}, meta, tpath, jpath)
+
+
+def commit_state(path: str | Path, obj: Any) -> None:
+    """`save_state` to `<path>_next.*`, then move it into place: a kill at any moment leaves the old or
+    the new state whole (the pending JSON, written last, marks it complete; `finish_commit` finishes an
+    interrupted move)."""
+    path = Path(path)
+    save_state(pending_path(path), obj)
+    finish_commit(path)
+
+
+def pending_path(path: str | Path) -> Path:
+    """Where `commit_state(path, ...)` writes before moving into place: `<path>_next`."""
+    path = Path(path)
+    return path.with_name(path.name + "_next")
+
+
+def pending_problem(path: str | Path) -> str | None:
+    """Why the pending state of `path` cannot be promoted (None: it can). After a kill between the two
+    moves its tensors are already in place, so the pending JSON is checked against those."""
+    path = Path(path)
+    pending = pending_path(path)
+    if not pending.with_suffix(".json").is_file():
+        return f"no {pending.name}.json"
+    tensors = pending.with_suffix(".safetensors")
+    if not tensors.is_file():
+        tensors = path.with_suffix(".safetensors")
+    try:
+        verify_state(pending, tensors)
+    except SeqlabError as e:
+        return str(e)
+    return None
+
+
+def finish_commit(path: str | Path) -> None:
+    """Move a completely written pending state of `path` into place; drop an incomplete one, and a
+    damaged one with a one-line warning (the last good state is kept)."""
+    path = Path(path)
+    pending = pending_path(path)
+    if not pending.with_suffix(".json").is_file():  # killed before its JSON, written last, was in place
+        pending.with_suffix(".safetensors").unlink(missing_ok=True)
+        return
+    problem = pending_problem(path)
+    if problem is not None:
+        print(f"seqlab: warning: discarding the damaged pending checkpoint {pending}.* ({problem}); "
+              f"using the last good one, {path.name}.*", file=sys.stderr)
+        pending.with_suffix(".safetensors").unlink(missing_ok=True)
+        pending.with_suffix(".json").unlink(missing_ok=True)
+        return
+    if pending.with_suffix(".safetensors").is_file():
+        os.replace(pending.with_suffix(".safetensors"), path.with_suffix(".safetensors"))
+    os.replace(pending.with_suffix(".json"), path.with_suffix(".json"))
 
 
 def _state_json(jpath: Path, hint: str = "") -> dict[str, Any]:

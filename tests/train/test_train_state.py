@@ -62,7 +62,7 @@ def test_checkpoint_resumes_bit_for_bit_with_dropout(tmp_path):
 
 
 def test_a_kill_in_the_middle_of_moving_a_checkpoint_into_place_is_recovered(tmp_path, monkeypatch):
-    import seqlab.train.state as state
+    import seqlab.checkpoint as checkpoint
 
     run = RunDir(tmp_path)
     model, opt, sched, sampler = setup()
@@ -75,10 +75,10 @@ def test_a_kill_in_the_middle_of_moving_a_checkpoint_into_place_is_recovered(tmp
             raise KeyboardInterrupt  # the process dies between moving the tensors and the JSON into place
         real_replace(src, dst)
 
-    monkeypatch.setattr(state.os, "replace", dies_after_first_move)
+    monkeypatch.setattr(checkpoint.os, "replace", dies_after_first_move)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(run, 6, model, opt, sched, {}, DistInfo(), CPU)
-    monkeypatch.setattr(state.os, "replace", real_replace)
+    monkeypatch.setattr(checkpoint.os, "replace", real_replace)
     assert has_checkpoint(run)  # new tensors + old JSON in place, the new JSON still pending
     step, _ = load_checkpoint(run, *setup()[:3], DistInfo(), CPU)
     assert step == 6 and not (tmp_path / "trainer_state_next.json").exists()

@@ -24,7 +24,6 @@ progress bar), so GPU steps queue without syncs.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seqlab.checkpoint import load_state, load_weights, save_state, save_weights
+from seqlab.checkpoint import commit_state, finish_commit, load_state, load_weights, save_weights
 from seqlab.errors import ConfigError
 from seqlab.gan.losses import mle_loss, policy_gradient_loss
 from seqlab.gan.oracle_corpus import oracle_sequences
@@ -188,32 +187,10 @@ def new_discriminator(vocab_size: int, seq_len: int, seed: int, device: torch.de
         return Discriminator(vocab_size, seq_len).to(device)
 
 
-def save_checkpoint_state(path: Path, obj: Any) -> None:
-    """`save_state` to `<path>_next.*`, then moved into place: a kill at any moment leaves the old or the
-    new checkpoint whole (the pending JSON, written last, marks it complete; `load_checkpoint_state`
-    finishes an interrupted move)."""
-    save_state(_pending(path), obj)
-    _finish_commit(path)
-
-
 def load_checkpoint_state(path: Path) -> dict[str, Any] | None:
-    """The checkpoint saved by `save_checkpoint_state` at `path`, or None when there is none."""
-    _finish_commit(path)
+    """The state saved by `commit_state` at `path`, or None when there is none."""
+    finish_commit(path)
     return load_state(path) if path.with_suffix(".json").is_file() else None
-
-
-def _pending(path: Path) -> Path:
-    return path.with_name(path.name + "_next")
-
-
-def _finish_commit(path: Path) -> None:
-    pending = _pending(path)
-    if not pending.with_suffix(".json").is_file():  # none, or an incomplete one
-        pending.with_suffix(".safetensors").unlink(missing_ok=True)
-        return
-    if pending.with_suffix(".safetensors").is_file():
-        os.replace(pending.with_suffix(".safetensors"), path.with_suffix(".safetensors"))
-    os.replace(pending.with_suffix(".json"), path.with_suffix(".json"))
 
 
 def g_optimizer(generator: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -292,7 +269,7 @@ class OracleExperiment:
         torch.manual_seed(self.seed * len(METHODS) + METHODS.index(method) + 1)
 
     def _checkpoint(self, method: str, state: dict[str, Any]) -> None:
-        save_checkpoint_state(self.dir / method / "state", {**state, "rng": rng_state(self.device)})
+        commit_state(self.dir / method / "state", {**state, "rng": rng_state(self.device)})
         if self.on_checkpoint is not None:
             self.on_checkpoint(method)
 

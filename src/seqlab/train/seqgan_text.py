@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from seqlab.checkpoint import load_weights, save_weights
+from seqlab.checkpoint import commit_state, load_weights, save_weights
 from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.gan.rewards import discriminator_score
 from seqlab.gan.rollout import RolloutPolicy
@@ -45,7 +45,6 @@ from seqlab.train.seqgan import (
     mle_epoch,
     new_discriminator,
     policy_gradient_step,
-    save_checkpoint_state,
     train_discriminator,
 )
 from seqlab.train.state import rng_state, set_rng_state
@@ -347,7 +346,7 @@ class _TextTrainer:
                        "discriminator": self.discriminator.state_dict(), "d_opt": self.d_opt.state_dict()}
             if self.rollout is not None and self.rollout.model is not self.generator:
                 tensors["rollout"] = self.rollout.model.state_dict()
-            save_checkpoint_state(self.out / "state", {**self.state, **tensors, "rng": rng_state(self.device)})
+            commit_state(self.out / "state", {**self.state, **tensors, "rng": rng_state(self.device)})
             self._last_save = time.perf_counter()
         if stop:
             raise interrupt.stop(f"interrupted: checkpoint saved in {self.out}; continue with the same "

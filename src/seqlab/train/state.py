@@ -12,23 +12,28 @@ checkpoint, and the next load finishes an interrupted move. The pending pair is 
 is complete (its JSON parses and carries the token in a complete tensors file's header); a damaged one
 is discarded with a one-line warning and the last good checkpoint is used.
 
-Loading also removes the hidden temporaries (`.NAME.XXXXXXXX.tmp*`, see `seqlab.io`) that a `kill -9`
+Loading also removes the hidden temporaries (`.NAME.<random>.tmp*`, see `seqlab.io`) that a `kill -9`
 in the middle of an atomic write leaves beside the run's own files.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from seqlab.checkpoint import check_weights, load_state, save_state, save_weights, verify_state
+from seqlab.checkpoint import (
+    check_weights,
+    commit_state,
+    finish_commit,
+    load_state,
+    pending_problem,
+    save_weights,
+)
 from seqlab.errors import SeqlabError
 from seqlab.runs import RunDir
 from seqlab.train.distributed import DistInfo, barrier, gather_objects
@@ -68,11 +73,10 @@ def save_checkpoint(run: RunDir, step: int, model: torch.nn.Module, optimizer: t
     rngs = gather_objects(rng_state(device), info)
     if not info.is_main:
         return
-    save_state(_pending(run), {
+    commit_state(run.trainer_state, {
         "step": step, "world_size": info.world_size, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "rng": rngs, "extras": extras,
     })
-    _finish_commit(run)
     save_weights(model, run.model, metadata={"step": str(step)})
 
 
@@ -83,7 +87,7 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
 
     A damaged trainer state, or one whose weights cannot be the model's, is a `SeqlabError`."""
     if info.is_main:
-        _finish_commit(run)
+        finish_commit(run.trainer_state)
         _remove_stale_temporaries(run)
     barrier(info)
     source = run.trainer_state.with_suffix(".safetensors")
@@ -112,45 +116,7 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
 
 def has_checkpoint(run: RunDir) -> bool:
     """A committed checkpoint, or a complete pending one that loading will move into place."""
-    return run.trainer_state.with_suffix(".json").is_file() or _pending_problem(run) is None
-
-
-def _pending(run: RunDir) -> Path:
-    return run.path / "trainer_state_next"
-
-
-def _pending_problem(run: RunDir) -> str | None:
-    """Why the pending checkpoint cannot be promoted (None: it can). After a kill between the two moves
-    its tensors are already in place, so the pending JSON is checked against those."""
-    pending = _pending(run)
-    if not pending.with_suffix(".json").is_file():
-        return f"no {pending.name}.json"
-    tensors = pending.with_suffix(".safetensors")
-    if not tensors.is_file():
-        tensors = run.trainer_state.with_suffix(".safetensors")
-    try:
-        verify_state(pending, tensors)
-    except SeqlabError as e:
-        return str(e)
-    return None
-
-
-def _finish_commit(run: RunDir) -> None:
-    """Move a completely written pending checkpoint into place; drop an incomplete or damaged one."""
-    pending = _pending(run)
-    if not pending.with_suffix(".json").is_file():  # killed before its JSON, written last, was in place
-        pending.with_suffix(".safetensors").unlink(missing_ok=True)
-        return
-    problem = _pending_problem(run)
-    if problem is not None:
-        print(f"seqlab: warning: discarding the damaged pending checkpoint {pending}.* ({problem}); "
-              f"using the last good one, {run.trainer_state.name}.*", file=sys.stderr)
-        pending.with_suffix(".safetensors").unlink(missing_ok=True)
-        pending.with_suffix(".json").unlink(missing_ok=True)
-        return
-    if pending.with_suffix(".safetensors").is_file():
-        os.replace(pending.with_suffix(".safetensors"), run.trainer_state.with_suffix(".safetensors"))
-    os.replace(pending.with_suffix(".json"), run.trainer_state.with_suffix(".json"))
+    return run.trainer_state.with_suffix(".json").is_file() or pending_problem(run.trainer_state) is None
 
 
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(?:\.[^.]+)?)")  # see seqlab.io
