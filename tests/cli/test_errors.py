@@ -264,3 +264,10 @@ def test_chat_with_piped_stdin_that_is_not_utf8(cli, runs, monkeypatch, errors):
     assert_one_line_error(result)
     assert "stdin is not valid UTF-8 (byte 0xe9 at offset 16)" in result.stderr
     assert len(result.stdout.splitlines()) == 2  # the lines before it were answered
+
+
+def test_version_prints_the_version_without_a_command(cli):
+    import seqlab
+
+    r = cli("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"seqlab {seqlab.__version__}", (r.stdout, r.stderr)

@@ -41,17 +41,22 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    """seqlab: neural text and dialogue generation."""
-    if version:
+def _print_version(value: bool) -> None:
+    """`--version`: print and exit while the options are parsed (before Click asks for a command)."""
+    if value:
         import seqlab
 
         typer.echo(f"seqlab {seqlab.__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
+) -> None:
+    """seqlab: neural text and dialogue generation."""
 
 
 for _name in COMMANDS:
