@@ -103,3 +103,26 @@ def test_directory_instead_of_file(cli, files, tmp_path):
     result = cli("score", "--hyp", files("h.txt", HYPS), "--ref", str(tmp_path))
     assert_one_line_error(result)
     assert "is a directory" in result.stderr
+
+
+def test_an_endless_device_is_refused_but_a_pipe_is_read(cli, files, tmp_path):
+    ref = files("r.txt", REFS[0])
+    result = cli("score", "--hyp", "/dev/zero", "--ref", ref)  # would be read forever
+    assert_one_line_error(result)
+    assert "/dev/zero is a device or socket" in result.stderr
+    import os
+    import threading
+
+    fifo = tmp_path / "hyp.fifo"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "w", encoding="utf-8") as f:
+            f.write("".join(h + "\n" for h in HYPS))
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    result = cli("score", "--hyp", str(fifo), "--ref", ref, "--json")
+    writer.join(timeout=30)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["bleu"] == pytest.approx(sacrebleu.corpus_bleu(HYPS, [REFS[0]]).score)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import typer
@@ -62,6 +64,7 @@ def read_lines(path: Path, role: str) -> list[str]:
         raise SeqlabError(f"{role} file not found: {path}")
     if path.is_dir():
         raise SeqlabError(f"{role} file {path} is a directory")
+    _refuse_endless(path, role)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -72,6 +75,22 @@ def read_lines(path: Path, role: str) -> list[str]:
         return []
     lines = text.removesuffix("\n").split("\n")
     return [line.removesuffix("\r") for line in lines]
+
+
+def _refuse_endless(path: Path, role: str) -> None:
+    """A pipe or a terminal (`/dev/stdin`, `<(cmd)`) ends; a device such as /dev/zero or a socket would be
+    read forever: refuse those."""
+    mode = path.stat().st_mode
+    if stat.S_ISBLK(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and not _is_terminal(path)):
+        raise SeqlabError(f"{role} file {path} is a device or socket, not a file; give a text file or a pipe")
+
+
+def _is_terminal(path: Path) -> bool:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return os.isatty(f.fileno())
+    except OSError:
+        return False
 
 
 def _print_table(scores: dict, caption: str) -> None:
