@@ -87,8 +87,14 @@ def _rename_into_place(tmp: str, target: Path) -> None:
     os.replace(tmp, target)
 
 
-_SPECIAL_KINDS = [(stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "named pipe (FIFO)"),
-                  (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")]
+_KINDS = [(stat.S_ISREG, "regular file"), (stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "directory"),
+          (stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISSOCK, "socket")]
+
+
+def file_kind(mode: int) -> str:
+    """What kind of file an `st_mode` describes, as an error message names it: "named pipe (FIFO)"..."""
+    return next((name for test, name in _KINDS if test(mode)), "special file")
 
 
 def _refuse_special(target: Path) -> None:
@@ -103,7 +109,7 @@ def _refuse_special(target: Path) -> None:
         return
     if stat.S_ISREG(mode):
         return
-    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "special file")
+    kind = file_kind(mode)
     if stat.S_ISLNK(mode):
         kind += f" (to {os.readlink(target)})"
     raise SeqlabError(f"{target} exists and is a {kind}, not a regular file; seqlab only replaces regular files: "

@@ -25,6 +25,7 @@ from seqlab.data.corpora.dialogue import dialogue_pairs
 from seqlab.data.corpora.encodings import guess_encoding, looks_like_damaged_utf8
 from seqlab.data.corpus import Corpus, Document, LabelledText, Pair, split_lines
 from seqlab.errors import DataError
+from seqlab.io import file_kind
 
 SUFFIXES = (".txt", ".jsonl", ".tsv")
 _BINARY_PROBE = 8192
@@ -39,11 +40,7 @@ def read_file_bytes(path: Path) -> bytes:
         raise DataError(f"no such file: {str(path)!r}") from None
     except OSError as e:
         raise DataError(f"corpus file {str(path)!r} cannot be read: {e.strerror}") from None
-    if stat.S_ISDIR(mode):
-        raise DataError(f"{str(path)!r} is a directory; expected a corpus file ({', '.join(SUFFIXES)})")
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{str(path)!r} is {_file_type(mode)}, not a regular file; seqlab reads a corpus file whole, "
-                        "so save the data to a file first")
+    _check_regular(path, mode)
     try:  # O_NONBLOCK: should the path have become a FIFO since the check, opening it does not wait for a writer
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except PermissionError:
@@ -52,17 +49,17 @@ def read_file_bytes(path: Path) -> bytes:
     except OSError as e:
         raise DataError(f"corpus file {str(path)!r} cannot be read: {e.strerror}") from None
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise DataError(f"{str(path)!r} is not a regular file; give a corpus file on disk")
+        _check_regular(path, os.fstat(f.fileno()).st_mode)  # again: what was opened, should the path have changed
         return f.read()
 
 
-def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "a special file"
+def _check_regular(path: Path, mode: int) -> None:
+    """Refuse a corpus path whose `st_mode` is not a regular file's, saying what it is instead."""
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{str(path)!r} is a directory; expected a corpus file ({', '.join(SUFFIXES)})")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{str(path)!r} is a {file_kind(mode)}, not a regular file; seqlab reads a corpus file whole, "
+                        "so save the data to a file first")
 
 
 def read_text_file(path: Path, encoding: str = "utf-8") -> str:
