@@ -296,16 +296,24 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {part} is not a section")
-        try:
-            node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError as e:
-            if _python_tag(e):
-                raise ConfigError(yaml_error_message(f"--set {key.strip()}", e)) from None
-            node[parts[-1]] = value  # not YAML: the text itself (e.g. a path with a colon)
-        except RecursionError:
-            raise ConfigError(f"--set {key.strip()}: the value is nested too deeply to read (over "
-                              f"~{sys.getrecursionlimit()} levels of [ ] or {{ }})") from None
+        node[parts[-1]] = parse_value(value, f"--set {key.strip()}")
     return out
+
+
+def parse_value(value: str, where: str) -> Any:
+    """One `--set` value as YAML reads it ('3e-4' -> 0.0003), the text itself when it is not YAML (e.g. a path
+    with a colon), "" when blank; python tags and too-deep nesting are a ConfigError naming `where`."""
+    if not value.strip():
+        return ""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        if _python_tag(e):
+            raise ConfigError(yaml_error_message(where, e)) from None
+        return value
+    except RecursionError:
+        raise ConfigError(f"{where}: the value is nested too deeply to read (over "
+                          f"~{sys.getrecursionlimit()} levels of [ ] or {{ }})") from None
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

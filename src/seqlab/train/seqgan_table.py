@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from seqlab.config import INT_LIMIT, parse_overrides
+from seqlab.config import INT_LIMIT, parse_value
 from seqlab.errors import ConfigError
 from seqlab.io import read_json, write_json
 from seqlab.models.oracle import build_oracle
@@ -37,8 +37,8 @@ def resolve_protocol(preset: str, overrides: list[str], **options: Any) -> Oracl
         key, sep, value = pair.partition("=")
         if not sep or key.strip() not in fields:
             raise ConfigError(f"--set expects FIELD=VALUE with FIELD one of {', '.join(fields)}; got {pair!r}")
-        parsed = parse_overrides([f"{key.strip()}={value}"])[key.strip()]  # YAML; python tags refused
-        changes[key.strip()] = _typed(key.strip(), parsed, type(getattr(PRESETS[preset], key.strip())))
+        key = key.strip()
+        changes[key] = _typed(key, parse_value(value, f"--set {key}"), type(getattr(PRESETS[preset], key)))
     changes |= {k: v for k, v in options.items() if v is not None}
     return PRESETS[preset].replace(**changes)
 
