@@ -101,13 +101,11 @@ def _pieces(model: Any, tokenizer: Any, prompt: str, label: str | None, compile_
             yield text
         return out.finish_reasons[0]
     decoding = prepare(model, input_ids, None, opts, tokenizer=tokenizer, streaming=True, compile_step=compile_step)
-    detok = IncrementalDetokenizer(tokenizer, [] if model.is_encoder_decoder else ids[-1:])
+    context = [] if model.is_encoder_decoder else ids[-1:]
+    detok = IncrementalDetokenizer(tokenizer, context)
     emitted = ""
-    new_ids: list[int] = []
     for tokens in token_steps(decoding):
-        step_ids = tokens.tolist()
-        new_ids += step_ids
-        piece = detok.push(step_ids)
+        piece = detok.push(tokens.tolist())
         if piece:
             piece, stopped = cut_at_stop(emitted + piece, opts.stop_list)
             piece = piece[len(emitted):]
@@ -119,5 +117,6 @@ def _pieces(model: Any, tokenizer: Any, prompt: str, label: str | None, compile_
     tail, _ = cut_at_stop(emitted + detok.flush(), opts.stop_list)  # the engine may stop within a held-back character
     if tail[len(emitted):]:
         yield tail[len(emitted):]
-    sequence = torch.cat([decoding.prefix, decoding.prefix.new_tensor([new_ids])], dim=1)  # (1, P + new)
+    generated = decoding.prefix.new_tensor([detok.ids[len(context):]])  # (1, new): every token pushed
+    sequence = torch.cat([decoding.prefix, generated], dim=1)  # (1, P + new)
     return finish_reasons(decoding, sequence)[0]
