@@ -174,11 +174,15 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def read_stdin() -> str:
-    """All of stdin, decoded as strict UTF-8 whatever the locale (a bad byte is a SeqlabError with its offset)."""
+    """All of stdin, decoded as strict UTF-8 whatever the locale (a bad byte is a SeqlabError with its offset).
+
+    Python's own stdin would turn a bad byte into a lone surrogate (surrogateescape, the C/UTF-8 locale
+    default) or fail with no offset; seqlab's text inputs are UTF-8, as its files are.
+    """
     binary = getattr(sys.stdin, "buffer", None)
     if binary is None:  # already text (a test's StringIO)
         return sys.stdin.read()
-    return _decode_stdin(binary.read(), 0)
+    return decode_utf8(binary.read(), "stdin")
 
 
 def stdin_lines() -> Iterator[str]:
@@ -189,15 +193,15 @@ def stdin_lines() -> Iterator[str]:
         return
     offset = 0
     for line in binary:
-        yield _decode_stdin(line, offset)
+        yield decode_utf8(line, "stdin", offset)
         offset += len(line)
 
 
-def _decode_stdin(data: bytes, offset: int) -> str:
-    # Python's own stdin would turn a bad byte into a lone surrogate (surrogateescape, the C/UTF-8 locale
-    # default) or fail with no offset; seqlab's text inputs are UTF-8, as its files are
+def decode_utf8(data: bytes, name: str, offset: int = 0) -> str:
+    """`data` as strict UTF-8; a bad byte is a one-line SeqlabError naming `name` (the input `data` was read
+    from, at `offset` in it) and the byte's offset in that input."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SeqlabError(f"stdin is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {offset + e.start}); "
+        raise SeqlabError(f"{name} is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {offset + e.start}); "
                           "convert it first, e.g. with iconv -t UTF-8") from None

@@ -94,6 +94,14 @@ def test_non_utf8(cli, files, tmp_path):
     assert "not valid UTF-8" in result.stderr
 
 
+def test_non_utf8_after_a_byte_order_mark_names_the_byte_and_its_offset_in_the_file(cli, files, tmp_path):
+    bad = tmp_path / "bom.txt"
+    bad.write_bytes(b"\xef\xbb\xbfa\xffb\nc\n")
+    result = cli("score", "--hyp", files("h.txt", ["a", "b"]), "--ref", str(bad))
+    assert_one_line_error(result)
+    assert f"reference file {bad} is not valid UTF-8 (byte 0xff at offset 4)" in result.stderr
+
+
 def test_missing_options(cli, files):
     assert_one_line_error(cli("score", "--ref", files("r.txt", REFS[0])))
     assert_one_line_error(cli("score", "--hyp", files("h.txt", HYPS)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 from seqlab.cli.options import JsonOpt, print_json
 from seqlab.errors import SeqlabError
 from seqlab.eval.score import score_texts
+from seqlab.io import decode_utf8
 
 # metric -> (label, format) for the human-readable table
 _ROWS = {
@@ -66,11 +68,8 @@ def read_lines(path: Path, role: str) -> list[str]:
         raise SeqlabError(f"{role} file {path} is a directory")
     _refuse_endless(path, role)
     data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise SeqlabError(f"{role} file {path} is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                          "convert it first, e.g. with iconv -t UTF-8") from None
+    body = data.removeprefix(codecs.BOM_UTF8)
+    text = decode_utf8(body, f"{role} file {path}", offset=len(data) - len(body))
     if not text:
         return []
     lines = text.removesuffix("\n").split("\n")
