@@ -74,6 +74,13 @@ def test_the_training_check_counts_adam_and_one_micro_batch():
         check_memory(cfg, 100, "cpu", TrainConfig(batch_size=10**12))
 
 
+def test_the_training_check_counts_a_separate_source_vocabulary():
+    cfg = ModelConfig(arch="seq2seq_rnn", n_layer=1, n_embd=16, hidden_size=16, share_embeddings=False)
+    check_memory(cfg, 100, "cpu", TrainConfig(batch_size=2))  # small: fine
+    with pytest.raises(ConfigError, match="to train"):
+        check_memory(cfg, 100, "cpu", TrainConfig(batch_size=2), src_vocab_size=10**15)
+
+
 def test_human_bytes():
     assert [human_bytes(n) for n in (12, 1234567, 48e18, 3e30)] == ["12 bytes", "1.2 MB", "48.0 EB", "3000000000000.0 EB"]
 

@@ -40,12 +40,12 @@ def parameter_count(cfg: Any, vocab_size: int, src_vocab_size: int | None = None
     return count(cfg, vocab_size, src_vocab_size or vocab_size)
 
 
-def training_bytes(cfg: Any, vocab_size: int, train: Any, world_size: int = 1) -> int:
+def training_bytes(cfg: Any, vocab_size: int, train: Any, world_size: int = 1, src_vocab_size: int | None = None) -> int:
     """A lower bound on the memory one training process needs: weights, gradients, AdamW, one micro-batch."""
     micro_batch = math.ceil(train.batch_size / (train.grad_accum * world_size))
     sequence = cfg.context_length if cfg.arch in ("rnn_lm", "transformer_lm") else 1
     activations = micro_batch * sequence * (cfg.n_embd * cfg.n_layer + vocab_size)
-    return FP32 * (TRAINING_FACTOR * parameter_count(cfg, vocab_size) + activations)
+    return FP32 * (TRAINING_FACTOR * parameter_count(cfg, vocab_size, src_vocab_size) + activations)
 
 
 def check_memory(cfg: ModelConfig, vocab_size: int, device: Any = "cpu", train: TrainConfig | None = None,
@@ -62,7 +62,7 @@ def check_memory(cfg: ModelConfig, vocab_size: int, device: Any = "cpu", train: 
     def need(c: Any, t: Any) -> int:
         if t is None:
             return FP32 * parameter_count(c, vocab_size, src_vocab_size)
-        return training_bytes(c, vocab_size, t, world_size)
+        return training_bytes(c, vocab_size, t, world_size, src_vocab_size)
 
     sizes, batch = types.SimpleNamespace(**dataclasses.asdict(cfg)), train and types.SimpleNamespace(
         **dataclasses.asdict(train))
