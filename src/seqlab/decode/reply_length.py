@@ -11,11 +11,11 @@ that learnt to end its replies. An explicit `decode.max_new_tokens` or `--max-ne
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from seqlab.io import read_json
 from seqlab.runs import RunDir
 
 
@@ -35,7 +35,7 @@ def run_max_new_tokens(config: Any, run_dir: str | Path | None = None) -> int:
 def recorded_longest_target(run_dir: str | Path) -> int | None:
     """run.json's `longest_target`, None when the run has none (or no readable run.json)."""
     try:
-        value = json.loads(RunDir(Path(run_dir)).info.read_text(encoding="utf-8")).get("longest_target")
+        value = read_json(RunDir(Path(run_dir)).info).get("longest_target")
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
