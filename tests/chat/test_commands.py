@@ -45,6 +45,7 @@ def test_commands_change_the_session(session_factory):
     ("/dance", "unknown command /dance"), ("/", "empty command"), ("/set temperature", "usage: /set"),
     ("/strategy", "usage: /strategy"), ("/strategy beam x", "beams"), ("/strategy beam 0", "beams"),
     ("/strategy greedy 5", "usage"), ("/set num_beams -1", "num_beams"),
+    ("/set temperature " + "[" * 100_000, "nested too deeply"),
 ])
 def test_bad_commands_raise_seqlab_errors(session_factory, line, message):
     with pytest.raises(SeqlabError, match=message):

@@ -58,3 +58,5 @@ def _value(text: str) -> object:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    except RecursionError:
+        raise SeqlabError(f"the value {text[:40]!r}... is nested too deeply to read; give a plain value") from None
