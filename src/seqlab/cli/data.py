@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,10 +13,12 @@ from seqlab.cli.options import EncodingOpt, JsonOpt, SeedOpt, SetOpt, print_json
 from seqlab.config import Config, from_dict, merge, parse_overrides, read_config_file
 from seqlab.data.corpora import list_builtins, load_corpus
 from seqlab.data.corpora.tinyshakespeare import cache_dir as user_cache_dir
-from seqlab.data.prepare import PreparedData, Truncation, check_min_length, prepare_data
-from seqlab.data.stats import corpus_stats
 from seqlab.errors import SeqlabError
-from seqlab.runs import RunDir
+
+# seqlab.data.prepare, .stats and seqlab.runs import torch: the commands that need them import them, so
+# that `seqlab --help` does not wait for torch
+if TYPE_CHECKING:
+    from seqlab.data.prepare import PreparedData, Truncation
 
 data_app = typer.Typer(help="Corpora: list the built-ins, inspect one, prepare (tokenize + cache) one.",
                        no_args_is_help=True)
@@ -58,6 +61,9 @@ def inspect(
     Examples, characters, distinct characters, tokens, vocabulary size (specials included), OOV rate
     (tokenizer trained on the train split, measured on the held-out split), length percentiles (in tokens).
     """
+    from seqlab.data.prepare import Truncation
+    from seqlab.data.stats import corpus_stats
+
     cfg = _config(corpus, None, overrides, tokenizer=tokenizer, lang=lang, encoding=encoding).data
     loaded = load_corpus(cfg.corpus, encoding=cfg.encoding, history_turns=cfg.history_turns)
     stats = corpus_stats(loaded, cfg, seed=seed)
@@ -88,6 +94,8 @@ def _prepare_or_say_nothing_was_written(cfg: Config, seed: int, out: Path | None
     The cache goes in under a hidden name and is renamed when complete, so only an interrupt landing
     after that rename finds something written, which it then names.
     """
+    from seqlab.data.prepare import prepare_data
+
     prepared = (out if out is not None else user_cache_dir()) / "prepared"
     before = set(os.listdir(prepared)) if prepared.is_dir() else set()
     missing = [folder for folder in (prepared, *prepared.parents) if not folder.exists()]  # innermost first
@@ -138,6 +146,9 @@ def prepare(
     training window (model.context_length + 1 tokens). Interrupted (Ctrl-C), it writes nothing: the
     cache is renamed into place only when complete.
     """
+    from seqlab.data.prepare import check_min_length
+    from seqlab.runs import RunDir
+
     cfg = _config(corpus, preset, overrides, **({"encoding": encoding} if encoding else {}))
     if out is not None:
         _check_out(out)
