@@ -33,11 +33,9 @@ _USER_OS_ERRORS = {
     errno.ENAMETOOLONG: ("file name too long: {path}", "use a shorter name (at most 255 bytes per path component)"),
 }
 
-USER_OS_ERRNOS = frozenset(_USER_OS_ERRORS)
-
-
 def os_error_message(code: int | None, path: object) -> str | None:
-    """The one-line message for an OS error with one of `USER_OS_ERRNOS`, naming `path`; None for any other errno."""
+    """The one-line message for an OS error with an errno of `_USER_OS_ERRORS`, naming `path`; None for any other
+    errno (it may be seqlab's bug)."""
     if code not in _USER_OS_ERRORS:
         return None
     what, todo = _USER_OS_ERRORS[code]

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from seqlab.errors import USER_OS_ERRNOS, SeqlabError, one_line, os_error_message
+from seqlab.errors import SeqlabError, one_line, os_error_message
 
 # command group -> module under seqlab.cli (in --help order)
 COMMANDS = [
@@ -93,12 +93,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _user_os_error(e: Exception) -> str | None:
-    """The one-line message for an OS error about the user's disk or paths (see `os_error_message`), else None.
+    """The one-line message for an OS error about the user's disk or paths, else None.
 
-    Only the errnos of `USER_OS_ERRNOS` (no space, no permission, read-only, not a directory, name too
+    Only the errnos `os_error_message` knows (no space, no permission, read-only, not a directory, name too
     long...): any other OSError may be seqlab's bug and stays an internal error.
     """
-    if not isinstance(e, OSError) or e.errno not in USER_OS_ERRNOS:
+    if not isinstance(e, OSError):
         return None
     where = "output (stdout or a file)" if e.filename is None else os.fsdecode(e.filename)
     if e.filename2 is not None:
