@@ -193,6 +193,24 @@ def load_checkpoint_state(path: Path) -> dict[str, Any] | None:
     return load_state(path) if path.with_suffix(".json").is_file() else None
 
 
+class SavePoints:
+    """When a SeqGAN trainer checkpoints, at the end of each epoch / iteration / round: at the end of a
+    phase (`force`), once `every_s` seconds have passed since the last checkpoint, and when Ctrl-C or
+    SIGTERM asked to stop, after which it raises `Interrupted` with `stop_message`."""
+
+    def __init__(self, interrupt: InterruptFlag, every_s: float, stop_message: str):
+        self.interrupt, self.every_s, self.stop_message = interrupt, every_s, stop_message
+        self.last = time.perf_counter()
+
+    def __call__(self, save: Callable[[], None], force: bool = False) -> None:
+        stop = self.interrupt.requested
+        if force or stop or time.perf_counter() - self.last >= self.every_s:
+            save()
+            self.last = time.perf_counter()
+        if stop:
+            raise self.interrupt.stop(self.stop_message)
+
+
 def g_optimizer(generator: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
     return torch.optim.Adam(generator.parameters(), lr=lr, fused=device.type == "cuda" or None)
 
@@ -279,10 +297,9 @@ class OracleExperiment:
             set_rng_state(state["rng"], self.device)
         return state
 
-    def _stop(self, method: str) -> None:
-        """Called once a requested stop's checkpoint is saved."""
-        raise self.interrupt.stop(f"interrupted: checkpoint saved in {self.dir / method}; "
-                                  "run the same command again to continue")
+    def _save_points(self, method: str) -> SavePoints:
+        return SavePoints(self.interrupt, self.p.checkpoint_every_s, f"interrupted: checkpoint saved in "
+                          f"{self.dir / method}; run the same command again to continue")
 
     # ---- random
 
@@ -337,8 +354,13 @@ class OracleExperiment:
         epoch, elapsed, curve = state["epoch"], state["elapsed"], state["curve"]
         snapshots = {self.p.pretrain_epochs, self.p.pg_bleu_pretrain_epochs} if method == "mle" else set()
         self.report.phase(f"seed {self.seed} {method}", until, epoch)
-        started, last_save = time.perf_counter() - elapsed, time.perf_counter()
+        started, save_point = time.perf_counter() - elapsed, self._save_points(method)
         real = self.real
+
+        def save() -> None:
+            self._checkpoint(method, {"epoch": epoch, "elapsed": elapsed, "curve": curve,
+                                      "generator": _weights(generator), "optimizer": optimizer.state_dict()})
+
         while epoch < until:
             logits_fn = None
             if method == "ss":
@@ -354,16 +376,8 @@ class OracleExperiment:
             if epoch in snapshots:
                 self._snapshot(generator, epoch, curve[-1][1], elapsed)
             self.report.update(epoch, **fields)
-            stop = self.interrupt.requested
-            if (stop or epoch == until or epoch in snapshots
-                    or time.perf_counter() - last_save >= self.p.checkpoint_every_s):
-                state = {"epoch": epoch, "elapsed": elapsed, "curve": curve, "generator": _weights(generator),
-                         "optimizer": optimizer.state_dict()}
-                self._checkpoint(method, state)
-                last_save = time.perf_counter()
-            if stop:
-                self._stop(method)
-        return {**state, "generator": _weights(generator)}
+            save_point(save, force=epoch == until or epoch in snapshots)
+        return {"epoch": epoch, "elapsed": elapsed, "curve": curve, "generator": _weights(generator)}
 
     def _snapshot(self, generator: SequenceGenerator, epoch: int, nll: float, elapsed: float) -> None:
         path = self.dir / "mle" / f"generator_epoch{epoch}.safetensors"
@@ -407,17 +421,17 @@ class OracleExperiment:
         else:
             self._restore(state, generator, g_opt, rollout, discriminator, d_opt)
         d_iters = p.d_pretrain_iters if discriminator is not None else 0
-        self._last_save = time.perf_counter()
+        save_point = self._save_points(method)
+
+        def save() -> None:
+            self._checkpoint(method, {**state, **_adversarial_tensors(generator, g_opt, rollout, discriminator, d_opt)})
+
         self.report.phase(f"seed {self.seed} {method}: D pre-training", d_iters, state["d_iter"])
         while state["d_iter"] < d_iters:
             self._timed(state, "d_pretrain_s", lambda: self._d_iteration(d_train, d_opt, generator, state))
             state["d_iter"] += 1
             self.report.update(state["d_iter"], d_acc=state["d_acc"][-1])
-            stop = self.interrupt.requested
-            self._maybe_checkpoint(method, state, generator, g_opt, rollout, discriminator, d_opt,
-                                   force=stop or state["d_iter"] == d_iters)
-            if stop:
-                self._stop(method)
+            save_point(save, force=state["d_iter"] == d_iters)
         self.report.phase(f"seed {self.seed} {method}: adversarial", rounds, state["round"])
         while state["round"] < rounds:
             self._timed(state, "adversarial_s",
@@ -432,11 +446,7 @@ class OracleExperiment:
             if discriminator is not None:
                 fields["d_acc"] = state["d_acc"][-1]
             self.report.update(state["round"], **fields)
-            stop = self.interrupt.requested
-            self._maybe_checkpoint(method, state, generator, g_opt, rollout, discriminator, d_opt,
-                                   force=stop or state["round"] == rounds)
-            if stop:
-                self._stop(method)
+            save_point(save, force=state["round"] == rounds)
         nll = self.nll_oracle(generator, p.eval_samples)
         return {"nll_oracle": nll, "curve": state["curve"], "d_acc": state["d_acc"], "timings": self._timings(state)}
 
@@ -477,19 +487,6 @@ class OracleExperiment:
         t["round_s"] = t["adversarial_s"] / rounds
         return t
 
-    def _maybe_checkpoint(self, method: str, state: dict[str, Any], generator: SequenceGenerator,
-                          g_opt: torch.optim.Optimizer, rollout: RolloutPolicy, discriminator: Discriminator | None,
-                          d_opt: torch.optim.Optimizer | None, force: bool) -> None:
-        if not force and time.perf_counter() - self._last_save < self.p.checkpoint_every_s:
-            return
-        tensors = {"generator": _weights(generator), "g_opt": g_opt.state_dict()}
-        if rollout.model is not generator:
-            tensors["rollout"] = _weights(rollout.model)
-        if discriminator is not None:
-            tensors |= {"discriminator": _weights(discriminator), "d_opt": d_opt.state_dict()}
-        self._checkpoint(method, {**state, **tensors})
-        self._last_save = time.perf_counter()
-
     @staticmethod
     def _restore(state: dict[str, Any], generator: SequenceGenerator, g_opt: torch.optim.Optimizer,
                  rollout: RolloutPolicy, discriminator: Discriminator | None,
@@ -502,6 +499,17 @@ class OracleExperiment:
             discriminator.load_state_dict(state.pop("discriminator"))
             d_opt.load_state_dict(state.pop("d_opt"))
         state.pop("rng")
+
+
+def _adversarial_tensors(generator: SequenceGenerator, g_opt: torch.optim.Optimizer, rollout: RolloutPolicy,
+                         discriminator: Discriminator | None, d_opt: torch.optim.Optimizer | None) -> dict[str, Any]:
+    """What an adversarial checkpoint holds besides the counters and curves (see `_restore`)."""
+    tensors = {"generator": _weights(generator), "g_opt": g_opt.state_dict()}
+    if rollout.model is not generator:
+        tensors["rollout"] = _weights(rollout.model)
+    if discriminator is not None:
+        tensors |= {"discriminator": _weights(discriminator), "d_opt": d_opt.state_dict()}
+    return tensors
 
 
 def _weights(module: torch.nn.Module) -> dict[str, Tensor]:

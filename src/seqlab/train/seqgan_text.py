@@ -39,6 +39,7 @@ from seqlab.models.discriminator import WIDTHS
 from seqlab.models.seqgan_generator import LSTMGenerator, SequenceGenerator, build_generator
 from seqlab.train.interrupt import InterruptFlag
 from seqlab.train.seqgan import (
+    SavePoints,
     d_optimizer,
     g_optimizer,
     load_checkpoint_state,
@@ -277,7 +278,6 @@ class _TextTrainer:
         self.state: dict[str, Any] = {"epoch": 0, "mle_done": False, "d_iter": 0, "round": 0, "d_acc": [],
                                       "rewards": [],
                                       "timings": {"mle_pretrain_s": 0.0, "d_pretrain_s": 0.0, "adversarial_s": 0.0}}
-        self._last_save = time.perf_counter()
 
     def new_generator(self) -> SequenceGenerator:
         with torch.random.fork_rng(devices=[]):
@@ -288,6 +288,8 @@ class _TextTrainer:
         cfg = self.cfg
         if not self._resume():
             torch.manual_seed(cfg.seed + 1)
+        save_point = SavePoints(interrupt, cfg.checkpoint_every_s, f"interrupted: checkpoint saved in {self.out}; "
+                                f"continue with the same `seqlab seqgan train ... --out {self.out}` command")
         st = self.state  # bound after `_resume`, which replaces it
         self.report.phase("MLE pre-training", cfg.pretrain_epochs, st["epoch"])
         while st["epoch"] < cfg.pretrain_epochs:
@@ -295,26 +297,26 @@ class _TextTrainer:
                                                                     cfg.batch_size, cfg.grad_clip))
             st["epoch"] += 1
             self.report.update(st["epoch"], loss=float(loss))
-            self._checkpoint(interrupt, force=False)
+            save_point(self._checkpoint)
         if not st["mle_done"]:  # the end of MLE: its snapshot, a fresh Adam for the PG phase, the rollout copy
             save_weights(self.generator, self.out / "mle_generator.safetensors")
             self.g_opt = g_optimizer(self.generator, cfg.g_lr, self.device)
             self.rollout = RolloutPolicy(self.generator, cfg.rollout_rate)
             st["mle_done"] = True
-            self._checkpoint(interrupt, force=True)
+            save_point(self._checkpoint, force=True)
         self.report.phase("D pre-training", cfg.d_pretrain_iters, st["d_iter"])
         while st["d_iter"] < cfg.d_pretrain_iters:
             self._timed("d_pretrain_s", self._d_iteration)
             st["d_iter"] += 1
             self.report.update(st["d_iter"], d_acc=st["d_acc"][-1])
-            self._checkpoint(interrupt, force=st["d_iter"] == cfg.d_pretrain_iters)
+            save_point(self._checkpoint, force=st["d_iter"] == cfg.d_pretrain_iters)
         self.report.phase("adversarial", cfg.adv_rounds, st["round"])
         score = discriminator_score(self.discriminator)
         while st["round"] < cfg.adv_rounds:
             self._timed("adversarial_s", lambda: self._round(score))
             st["round"] += 1
             self.report.update(st["round"], reward=st["rewards"][-1], d_acc=st["d_acc"][-1])
-            self._checkpoint(interrupt, force=st["round"] == cfg.adv_rounds)
+            save_point(self._checkpoint, force=st["round"] == cfg.adv_rounds)
         save_weights(self.generator, self.out / "generator.safetensors")
 
     def _round(self, score: Any) -> None:
@@ -338,19 +340,12 @@ class _TextTrainer:
         self.state["timings"][key] += time.perf_counter() - start
         return result
 
-    def _checkpoint(self, interrupt: InterruptFlag, force: bool) -> None:
-        """Save when forced, when `checkpoint_every_s` has passed, or when a stop is requested (then stop)."""
-        stop = interrupt.requested
-        if force or stop or time.perf_counter() - self._last_save >= self.cfg.checkpoint_every_s:
-            tensors = {"generator": self.generator.state_dict(), "g_opt": self.g_opt.state_dict(),
-                       "discriminator": self.discriminator.state_dict(), "d_opt": self.d_opt.state_dict()}
-            if self.rollout is not None and self.rollout.model is not self.generator:
-                tensors["rollout"] = self.rollout.model.state_dict()
-            commit_state(self.out / "state", {**self.state, **tensors, "rng": rng_state(self.device)})
-            self._last_save = time.perf_counter()
-        if stop:
-            raise interrupt.stop(f"interrupted: checkpoint saved in {self.out}; continue with the same "
-                                 f"`seqlab seqgan train ... --out {self.out}` command")
+    def _checkpoint(self) -> None:
+        tensors = {"generator": self.generator.state_dict(), "g_opt": self.g_opt.state_dict(),
+                   "discriminator": self.discriminator.state_dict(), "d_opt": self.d_opt.state_dict()}
+        if self.rollout is not None and self.rollout.model is not self.generator:
+            tensors["rollout"] = self.rollout.model.state_dict()
+        commit_state(self.out / "state", {**self.state, **tensors, "rng": rng_state(self.device)})
 
     def _resume(self) -> bool:
         state = load_checkpoint_state(self.out / "state")
