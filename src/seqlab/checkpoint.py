@@ -117,15 +117,21 @@ def read_tensors(path: str | Path, hint: str = DAMAGED_HINT) -> tuple[dict[str, 
     """(tensors, metadata) of a safetensors file; a damaged file is a `SeqlabError` naming it and ending in `hint`."""
     path = Path(path)
     try:
-        header = _header(path)
+        header = _valid_header(path, hint)
         tensors = load_file(str(path))
-    except _Damage as e:
-        raise SeqlabError(f"{path} is damaged: {e}; {hint}") from e
     except SafetensorError as e:  # what the header check above cannot see (a tensor's size against its dtype)
         raise SeqlabError(f"{path} is damaged ({_first_line(e)}); {hint}") from e
     except OSError as e:
         raise SeqlabError(f"cannot read {path}: {e.strerror or e}") from e
     return tensors, header.get("__metadata__") or {}
+
+
+def _valid_header(path: Path, hint: str = "") -> dict[str, Any]:
+    """`_header(path)`; a damaged file is a `SeqlabError` naming it (ending in `hint`, if any)."""
+    try:
+        return _header(path)
+    except _Damage as e:
+        raise SeqlabError(f"{path} is damaged: {e}" + (f"; {hint}" if hint else "")) from e
 
 
 def _header(path: Path) -> dict[str, Any]:
@@ -225,10 +231,7 @@ def verify_state(path: str | Path, tensors_file: str | Path | None = None) -> No
         if not p.is_file():
             raise SeqlabError(f"{p} is missing")
     meta = _state_json(jpath)
-    try:
-        header = _header(tpath)
-    except _Damage as e:
-        raise SeqlabError(f"{tpath} is damaged: {e}") from e
+    header = _valid_header(tpath)
     _check_token(header.get("__metadata__") or {}, meta, tpath, jpath)
 
 
