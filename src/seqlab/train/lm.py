@@ -27,7 +27,6 @@ from seqlab.device import seed_everything
 from seqlab.errors import SeqlabError
 from seqlab.eval.perplexity import lm_nll
 from seqlab.models import build_model
-from seqlab.models.memory import check_memory
 from seqlab.runs import RunDir
 from seqlab.train.batches import WindowSampler
 from seqlab.train.distributed import (
@@ -91,8 +90,7 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
     check_min_length(data.splits["train"], cfg.model.context_length)
     check_min_length(data.splits["val"], cfg.model.context_length)
     tokenizer = data.tokenizer
-    check_memory(cfg.model, tokenizer.vocab_size, device, cfg.train)  # before the run directory is written
-    start_run(run, cfg, tokenizer, info, resume, init_from)
+    start_run(run, cfg, tokenizer, info, device, resume, init_from)
     raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                             eos_id=tokenizer.eos_id).to(device)
     t = cfg.train

@@ -29,7 +29,6 @@ from seqlab.device import seed_everything
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.io import write_json
 from seqlab.models import build_model
-from seqlab.models.memory import check_memory
 from seqlab.runs import RunDir
 from seqlab.train.distributed import (
     DistInfo,
@@ -93,8 +92,7 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
     seed_everything(cfg.seed)
     data = prepare_run_data(cfg, run, info, resume, init_from)
     tokenizer = data.tokenizer
-    check_memory(cfg.model, tokenizer.vocab_size, device, cfg.train)  # before the run directory is written
-    start_run(run, cfg, tokenizer, info, resume, init_from)
+    start_run(run, cfg, tokenizer, info, device, resume, init_from)
     raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                             eos_id=tokenizer.eos_id).to(device)
     limit = raw_model.max_length  # Transformer: source and BOS + target positions; RNN: None

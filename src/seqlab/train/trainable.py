@@ -29,6 +29,7 @@ from seqlab.config import Config
 from seqlab.data.prepare import PreparedData, prepare_data
 from seqlab.data.tokenizers import load_tokenizer
 from seqlab.errors import SeqlabError
+from seqlab.models.memory import check_memory
 from seqlab.runs import RunDir
 from seqlab.train.distributed import DistInfo, barrier
 from seqlab.train.early_stopping import BestTracker
@@ -97,10 +98,12 @@ def _train_ids(data: PreparedData) -> torch.Tensor:
     return torch.tensor([i for s, t in split.pairs or [] for i in (*s, *t)], dtype=torch.long)
 
 
-def start_run(run: RunDir, cfg: Config, tokenizer: Any, info: DistInfo, resume: bool,
+def start_run(run: RunDir, cfg: Config, tokenizer: Any, info: DistInfo, device: torch.device, resume: bool,
               init_from: Path | None = None) -> None:
-    """A new run directory (or one restarted from step 0) gets its config (the corpus file as an absolute
-    path), fingerprint, run.json and tokenizer (rank 0); a resumed one keeps them."""
+    """Refuse a model whose training cannot fit `device` (every rank), before anything is written. Then a
+    new run directory (or one restarted from step 0) gets its config (the corpus file as an absolute path),
+    fingerprint, run.json and tokenizer (rank 0); a resumed one keeps them."""
+    check_memory(cfg.model, tokenizer.vocab_size, device, cfg.train)
     if not info.is_main or (resume and has_checkpoint(run)):
         return
     run.path.mkdir(parents=True, exist_ok=True)
