@@ -72,8 +72,9 @@ def prepare_run_data(cfg: Config, run: RunDir, info: DistInfo, resume: bool,
                  f"prepared this config's into {data.cache_path} (`seqlab data prepare CORPUS --config CONFIG "
                  f"--seed {cfg.seed} --out {run.path}` prepares exactly what `seqlab train CONFIG` uses)")
         if init_from is not None:
-            _say(f"--init-from {init_from}: the new corpus's train split is {_tokens(data):,} tokens, "
-                 f"{oov_rate(data):.2%} of them unknown to its tokenizer (<unk>)")
+            ids = _train_ids(data)
+            _say(f"--init-from {init_from}: the new corpus's train split is {ids.numel():,} tokens, "
+                 f"{oov_rate(ids, data.tokenizer.unk_id):.2%} of them unknown to its tokenizer (<unk>)")
     if vocab is not None and data.tokenizer.vocab_size != vocab:
         raise SeqlabError(f"{cfg.data.corpus!r} has labels that {init_from or run.path}'s tokenizer lacks (its "
                           f"labels: {', '.join(data.labels)}); a model only knows the labels it was trained on: "
@@ -81,17 +82,13 @@ def prepare_run_data(cfg: Config, run: RunDir, info: DistInfo, resume: bool,
     return data
 
 
-def oov_rate(data: PreparedData) -> float:
-    """The share of <unk> among the train split's tokens."""
-    ids = _train_ids(data)
-    return float((ids == data.tokenizer.unk_id).float().mean()) if ids.numel() else 0.0
-
-
-def _tokens(data: PreparedData) -> int:
-    return _train_ids(data).numel()
+def oov_rate(ids: torch.Tensor, unk_id: int) -> float:
+    """The share of <unk> among token ids `ids`."""
+    return float((ids == unk_id).float().mean()) if ids.numel() else 0.0
 
 
 def _train_ids(data: PreparedData) -> torch.Tensor:
+    """The train split's token ids: a stream's, or every source and target token of its pairs."""
     split = data.splits["train"]
     if split.ids is not None:
         return split.ids
