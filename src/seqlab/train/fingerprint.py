@@ -74,7 +74,11 @@ def sha256_file(path: Path) -> str:
 
 
 def corpus_files(cfg: Config) -> list[Path]:
-    """The files the run's corpus is read from (a file corpus: itself; a built-in: its cached files)."""
+    """The files the run's corpus is read from: a corpus file is itself (`load_corpus` records it so), and
+    is not parsed again here, beside the recipe's own load; a built-in is loaded to learn its cached files."""
+    path = corpus_path(cfg.data.corpus)
+    if path is not None and path.is_file():
+        return [path.resolve()]
     d = cfg.data
     return sorted(load_corpus(d.corpus, encoding=d.encoding, history_turns=d.history_turns).files)
 
