@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from seqlab.cli.options import JsonOpt, print_json
+from seqlab.data.corpus import split_lines
 from seqlab.errors import SeqlabError
 from seqlab.eval.score import score_texts
 from seqlab.io import decode_utf8
@@ -69,11 +70,7 @@ def read_lines(path: Path, role: str) -> list[str]:
     _refuse_endless(path, role)
     data = path.read_bytes()
     body = data.removeprefix(codecs.BOM_UTF8)
-    text = decode_utf8(body, f"{role} file {path}", offset=len(data) - len(body))
-    if not text:
-        return []
-    lines = text.removesuffix("\n").split("\n")
-    return [line.removesuffix("\r") for line in lines]
+    return split_lines(decode_utf8(body, f"{role} file {path}", offset=len(data) - len(body)))
 
 
 def _refuse_endless(path: Path, role: str) -> None:
