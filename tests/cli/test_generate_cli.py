@@ -68,6 +68,12 @@ def test_stdin_prompts_are_batched_left_padded(cli, run_dir):
     assert texts == [reference(run_dir, p) for p in prompts]
 
 
+def test_stdin_prompts_end_at_newlines_only(cli, run_dir):
+    r = cli("generate", run_dir[0], "--prompt", "-", "--json", stdin="a\u2028b\x0cc\nhi\n")
+    assert r.exit_code == 0, r.stderr
+    assert len(json.loads(r.stdout)["results"]) == 2  # U+2028 and a form feed stay inside the first prompt
+
+
 def test_stream_prints_the_same_text(cli, run_dir):
     plain = cli("generate", run_dir[0], "--prompt", "abc")
     streamed = cli("generate", run_dir[0], "--prompt", "abc", "--stream")

@@ -142,11 +142,12 @@ def _stream(model: Any, tokenizer: Any, prompts: list[str], label: str | None, o
 
 
 def _read_prompts(prompt: str) -> list[str]:
+    from seqlab.data.corpus import split_lines
     from seqlab.io import read_stdin
 
     if prompt != "-":
         return [prompt]
-    lines = read_stdin().splitlines()  # strict UTF-8: a bad byte is a one-line error with its offset
+    lines = split_lines(read_stdin())  # strict UTF-8; a prompt may hold U+2028 or a form feed
     if not lines:
         raise SeqlabError("--prompt - reads one prompt per line from stdin, but stdin was empty")
     return lines
