@@ -94,10 +94,13 @@ def test_resume_of_a_run_with_only_a_config_starts_it(cli, tmp_path):
     from seqlab.runs import RunDir
 
     RunDir(run).write_config(load_config(config))  # complete, as seqlab writes a run's config.yaml
+    stale = run / ".model.safetensors.k3j_x9q2.tmp.safetensors"  # what a kill -9 mid-write leaves
+    stale.write_bytes(b"half a tensor file")
     r = cli("train", "--resume", run, "--device", "cpu", "--json")
     assert r.exit_code == 0, r.stderr
     assert "from step 0 with its config.yaml" in r.stderr and "tokenizer" not in r.stderr.splitlines()[0]
     assert (run / "tokenizer.json").is_file() and (run / "fingerprint.json").is_file()
+    assert not stale.exists()
 
 
 # ----------------------------------------------------------------------------- fingerprint

@@ -88,7 +88,7 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
     A damaged trainer state, or one whose weights cannot be the model's, is a `SeqlabError`."""
     if info.is_main:
         finish_commit(run.trainer_state)
-        _remove_stale_temporaries(run)
+        remove_stale_temporaries(run)
     barrier(info)
     source = run.trainer_state.with_suffix(".safetensors")
     state = load_state(run.trainer_state, hint=STATE_HINT)
@@ -122,7 +122,7 @@ def has_checkpoint(run: RunDir) -> bool:
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(?:\.[^.]+)?)")  # see seqlab.io
 
 
-def _remove_stale_temporaries(run: RunDir) -> None:
+def remove_stale_temporaries(run: RunDir) -> None:
     """Delete what kills left of atomic writes in the run directory: `seqlab.io` names a temporary
     `.NAME.` + mkstemp's 8 random characters + `.tmp` (+ NAME's suffix for `atomic_path`). The resuming
     trainer owns the run (no other process writes in it), so every such file is stale; nothing else is

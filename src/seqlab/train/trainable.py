@@ -35,7 +35,7 @@ from seqlab.train.distributed import DistInfo, barrier
 from seqlab.train.early_stopping import BestTracker
 from seqlab.train.fingerprint import absolute_corpus, write_fingerprint
 from seqlab.train.optim import build_optimizer, build_scheduler
-from seqlab.train.state import has_checkpoint, load_checkpoint
+from seqlab.train.state import has_checkpoint, load_checkpoint, remove_stale_temporaries
 
 
 @dataclass
@@ -104,6 +104,8 @@ def start_run(run: RunDir, cfg: Config, tokenizer: Any, info: DistInfo, device: 
     if not info.is_main or (resume and has_checkpoint(run)):
         return
     run.path.mkdir(parents=True, exist_ok=True)
+    if resume:  # restarted from step 0: what a kill left of atomic writes goes, as on any resume
+        remove_stale_temporaries(run)
     cfg = absolute_corpus(cfg)
     run.write_config(cfg)
     write_fingerprint(run, cfg)
