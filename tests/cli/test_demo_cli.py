@@ -23,14 +23,17 @@ def test_quick_demo_trains_evaluates_samples_then_reuses(cli, tmp_path):
         assert set(entry["eval"]) == METRICS and entry["eval"]["perplexity"] > 1
         assert entry["train"]["reused"] is False and entry["train"]["step"] == 4
         assert (out / f"demo-{name}" / "best.safetensors").is_file()
-    for by_prompt in report["samples"].values():
-        assert all(set(outputs) == {"greedy", "beam 5", "sample"} for outputs in by_prompt.values())
+    assert all(set(outputs) == {"greedy", "beam 5", "sample"} for outputs in report["samples"]["chatbot"].values())
+    lm_samples = report["samples"]["shakespeare-char"]  # the LM: sampled text shown, greedy in one line
+    assert all(set(outputs) == {"sample", "greedy"} for outputs in lm_samples.values())
     assert sorted(p.name for p in out.iterdir()) == ["demo-chatbot", "demo-shakespeare-char"]  # no temporaries
 
     again = cli("demo", "--quick", "--out-dir", out, "--device", "cpu", "--reuse", stdin="")  # piped: no chat
     assert again.exit_code == 0, again.stderr
     assert again.stdout.count("reused: trained 4 steps") == 2
     assert "Evaluation" in again.stdout and "shakespeare-char" in again.stdout and "beam 5" in again.stdout
+    assert "the most likely whole reply" in again.stdout and "greedy instead" in again.stdout
+    assert f"seqlab chat {out / 'demo-chatbot'}" in again.stdout and "docs/decoding.md" in again.stdout
     table = again.stdout.split("Evaluation")[1]
     assert f"{report['runs']['chatbot']['eval']['perplexity']:.2f}" in table
 

