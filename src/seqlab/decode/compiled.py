@@ -5,29 +5,29 @@ dispatched from Python. `torch.compile` with Inductor's *freezing* turns the ste
 function: the weights become constants (each Linear's oneDNN-blocked copy is folded in at compile
 time, see `seqlab.modules.linear`), elementwise ops are fused into loops, and `cpp_wrapper` calls the
 kernels without Python in between. Products of a few rows and the step's attention are written as
-reductions Inductor fuses into its loops (`seqlab.modules.linear`, `transformer_lm.step_attention`).
-On this project's 2-core CPU decoding at batch 1 goes from ~1.4x to ~4x HF `generate()`, beam 4 and
-batch 64 from ~1.5x to over 2x (`bench/decode.py --compile`).
+reductions Inductor fuses into its loops (`seqlab.modules.linear`, `seqlab.decode.step_attention`,
+which the step passes to `TransformerLM.step`). `bench/decode.py --compile` measures what it gains
+(docs/benchmarks.md).
 
-    step = CompiledStep(model)          # compiles on the first call (15-35 s), then reuses it
+    step = CompiledStep(model)          # compiles on the first call (slow: tens of seconds), then reuses it
     logits, state = step(tokens, state) # the same contract as model.step
 
 On a CUDA GPU the same compiled graph (`compiled_step_for`, with `CUDA_INDUCTOR_OPTIONS`: Triton
 kernels, no C++ wrapper) is what `seqlab.decode.graphs.CapturedStep(model, compiled=True)` records.
 
 What it costs and assumes:
-- compiling takes 15-35 s per model and batch size (rows); the cache is sized to the model's whole
+- compiling takes tens of seconds per model and batch size (rows); the cache is sized to the model's whole
   context (`cache_length`), so prompt lengths and `max_new_tokens` never trigger a recompile. It pays
   off for long or repeated decoding (a chat session, batched prompts, a benchmark), not one short reply.
 - the step is passed the cache cut to its filled slots (`_window`), a size the graph takes as dynamic:
-  attention reads only what was written, not the whole context (on average half of it in the bench).
+  attention reads only what was written, not the whole context.
 - frozen weights are constants: the compiled step is kept on the model and rebuilt when any
   parameter changes (its storage or autograd version counter, like the packed Linear's cache), after
   dropping Dynamo's cached code for the step, whose guards do not look at weight values.
 - the step reads the state as explicit tensors (tokens, key_valid, slot, position, the KV buffers),
   the form Inductor freezes; the state is updated in place exactly as the eager step does. The result
   differs from eager decoding by float rounding only (~1e-6 on the logits; the tests check tokens).
-- Dynamo checks its guards (~0.2 ms here, 6% of a batch-1 step) only on the first call of a decoding;
+- Dynamo checks its guards (a noticeable share of a small step) only on the first call of a decoding;
   later calls skip them (`skip_guard_eval_unsafe`, which still tells apart the graphs of other models
   and batch sizes). That is safe because within one decoding every call passes the same model and
   tensors of the same shapes, dtypes and strides: only their values change (and, in CPU beam search,
@@ -45,6 +45,8 @@ from typing import Any
 import torch
 import torch._inductor.config as inductor_config
 from torch import Tensor, nn
+
+from seqlab.decode.step_attention import step_attention
 
 INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
 CUDA_INDUCTOR_OPTIONS = {"freezing": True}  # a CUDA graph records the step: no C++ wrapper needed
@@ -76,8 +78,8 @@ class _StepGraph(nn.Module):
         from seqlab.models.transformer_lm import TransformerState
         from seqlab.modules.kv_cache import StaticKVCache
 
-        cache = StaticKVCache.from_buffers(keys, values)
-        logits, _ = self.model.step(tokens, TransformerState(cache, key_valid, slot, position))
+        state = TransformerState(StaticKVCache.from_buffers(keys, values), key_valid, slot, position)
+        logits, _ = self.model.step(tokens, state, attention=step_attention)
         return logits  # (N, V)
 
 
@@ -150,7 +152,7 @@ def _window(tokens: Tensor, state: Any, mark: bool) -> tuple:
     """The step's inputs, the cache cut to its filled slots: views (N, nh, W, hs) of the buffers, W = slot + 1.
 
     W is a dynamic size of the one graph (`mark`: tell Dynamo on the first call), so attention reads only
-    the slots written so far, not the whole context: at batch 64 attention is ~40% of the step, memory-bound.
+    the slots written so far, not the whole context: at large batches attention is memory-bound.
     """
     W = int(state.slot) + 1  # the slot this step writes, and every one before it
     keys = [k[:, :, :W] for k in state.cache.keys]
@@ -167,7 +169,7 @@ def _window(tokens: Tensor, state: Any, mark: bool) -> tuple:
 def cuda_step(model: nn.Module) -> Any:
     """`step(tokens, state)` through the model's compiled step graph on a GPU (what `CapturedStep` records),
     always called under the options it was compiled with, since Dynamo guards on them: with freezing the
-    weights are constants and the step's attention is `transformer_lm.step_attention`'s fused reductions."""
+    weights are constants and the step's attention is `seqlab.decode.step_attention`'s fused reductions."""
     graph = compiled_step_for(model)
 
     def step(tokens: Tensor, state: Any) -> tuple[Tensor, Any]:

@@ -9,7 +9,8 @@
 
 M is the causal mask (plus padding, when decoding left-padded prompts); with rotary positions Q and
 K are rotated by position (seqlab.modules.rotary) instead of adding P. Attention runs through
-`F.scaled_dot_product_attention` (flash kernels on GPU). Parameter names follow Hugging Face's
+`F.scaled_dot_product_attention` (flash kernels on GPU), or through the `attention` a caller of `step`
+passes (the compiled decode step: seqlab.decode.step_attention). Parameter names follow Hugging Face's
 GPT-2 (`transformer.h.0.attn.c_attn.weight`, ...), so `seqlab.interop` converts by transposing
 GPT-2's Conv1D weights.
 
@@ -21,6 +22,7 @@ the mean cross-entropy over targets != -100. Decoding uses the protocol of seqla
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -32,12 +34,12 @@ from seqlab.errors import ConfigError, SeqlabError
 from seqlab.models import register
 from seqlab.modules.init import gpt2_init
 from seqlab.modules.kv_cache import StaticKVCache, reorder_rows
-from seqlab.modules.linear import FUSABLE, Linear, tracing_frozen
+from seqlab.modules.linear import FUSABLE, Linear
 from seqlab.modules.rotary import RotaryEmbedding, apply_rotary
 
 ACTIVATIONS = tuple(FUSABLE)  # gelu: x Φ(x);  gelu_new: 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)));  relu
 POSITIONS = ("learned", "rotary")
-VALUE_CHUNK = 16  # features per reduction of step_attention's value sum: one AVX-512 vector of fp32
+Attention = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # (q, k, v, bool mask) -> y, as the step calls SDPA
 
 
 class CausalSelfAttention(nn.Module):
@@ -49,7 +51,7 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
-                cache: StaticKVCache | None, slots: Tensor | None) -> Tensor:
+                cache: StaticKVCache | None, slots: Tensor | None, attention: Attention | None = None) -> Tensor:
         """x (B, T, C); mask None = plain causal, else bool (B, 1, T, S') over the first S' <= S cache slots."""
         B, T, C = x.shape
         qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head)  # (B, T, 3, nh, hs)
@@ -60,29 +62,13 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.write(self.layer_idx, k, v, slots)  # (B, nh, S, hs)
             if mask is not None and mask.shape[-1] < k.shape[2]:  # only the filled slots (prefill, CPU steps)
                 k, v = k[:, :, :mask.shape[-1]], v[:, :, :mask.shape[-1]]  # (B, nh, S', hs)
-        if T == 1 and mask is not None and tracing_frozen():  # the compiled CPU decode step
-            y = step_attention(q, k, v, mask)  # (B, nh, 1, hs)
+        if attention is not None:
+            y = attention(q, k, v, mask)  # (B, nh, T, hs)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                                dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
-
-
-def step_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-    """One query per row: q (B, nh, 1, hs), k, v (B, nh, S, hs), mask (B, 1, 1, S) bool -> (B, nh, 1, hs).
-
-        a = softmax_s(q k_s / sqrt(hs), masked),   y = sum_s a_s v_s
-
-    What scaled_dot_product_attention computes, written as reductions over the cache that Inductor
-    fuses into its loops: its CPU flash kernel, called per layer, costs ~3x more for a single query.
-    The value sum is one reduction per `VALUE_CHUNK` features of hs: Inductor runs them in one loop
-    over s that reads each cached row once, in order (~2x faster at batch 64 than one reduction over
-    all hs, which sweeps the rows once per vector of features). Same sums, same order, same result.
-    """
-    scores = (q * k).sum(-1) * q.shape[-1] ** -0.5  # (B, nh, S)
-    a = scores.masked_fill(~mask[:, :, 0], float("-inf")).softmax(-1).unsqueeze(-1)  # (B, nh, S, 1)
-    return torch.cat([(a * part).sum(-2, keepdim=True) for part in v.split(VALUE_CHUNK, dim=-1)], -1)  # (B, nh, 1, hs)
 
 
 class MLP(nn.Module):
@@ -108,8 +94,8 @@ class Block(nn.Module):
         self.mlp = MLP(n_embd, dropout, bias, activation)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
-                cache: StaticKVCache | None, slots: Tensor | None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), rope, mask, cache, slots)
+                cache: StaticKVCache | None, slots: Tensor | None, attention: Attention | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), rope, mask, cache, slots, attention)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -166,7 +152,8 @@ class TransformerLM(nn.Module):
         return self.lm_head.weight is self.transformer.wte.weight
 
     def _trunk(self, idx: Tensor, positions: Tensor, mask: Tensor | None = None,
-               cache: StaticKVCache | None = None, slots: Tensor | None = None) -> Tensor:
+               cache: StaticKVCache | None = None, slots: Tensor | None = None,
+               attention: Attention | None = None) -> Tensor:
         """idx (B, T), positions (T,) or (B, T) -> final hidden states (B, T, C)."""
         x = self.transformer.wte(idx)  # (B, T, C)
         rope = None
@@ -176,7 +163,7 @@ class TransformerLM(nn.Module):
             rope = self.rotary(positions)  # cos, sin: (B or 1, 1, T, hs)
         x = self.transformer.drop(x)
         for block in self.transformer.h:
-            x = block(x, rope, mask, cache, slots)
+            x = block(x, rope, mask, cache, slots, attention)
         return self.transformer.ln_f(x)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
@@ -217,14 +204,18 @@ class TransformerLM(nn.Module):
         state = TransformerState(cache, key_valid, torch.tensor([T], device=device), positions[:, -1] + 1)
         return self.lm_head(x[:, -1]), state  # (B, V)
 
-    def step(self, tokens: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState]:
-        """Feed tokens (B,) at the state's next slot; returns logits (B, V). Updates `state` in place."""
+    def step(self, tokens: Tensor, state: TransformerState,
+             attention: Attention | None = None) -> tuple[Tensor, TransformerState]:
+        """Feed tokens (B,) at the state's next slot; returns logits (B, V). Updates `state` in place.
+
+        `attention(q, k, v, mask)`, if given, replaces scaled_dot_product_attention in every layer.
+        """
         state.key_valid.index_fill_(1, state.slot, True)
         valid = state.key_valid
         if valid.device.type == "cpu" and not torch.compiler.is_compiling():  # attend over the filled slots only
             valid = valid[:, :int(state.slot) + 1]  # (B, S')
         mask = valid[:, None, None, :]  # (B, 1, 1, S')
-        x = self._trunk(tokens[:, None], state.position[:, None], mask, state.cache, state.slot)  # (B, 1, C)
+        x = self._trunk(tokens[:, None], state.position[:, None], mask, state.cache, state.slot, attention)  # (B, 1, C)
         state.slot.add_(1)
         state.position.add_(1)
         return self.lm_head(x[:, 0]), state  # (B, V)
