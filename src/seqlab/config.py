@@ -143,21 +143,24 @@ class TrainConfig:
 
 @dataclass
 class DecodeConfig:
-    max_new_tokens: int | None = _help("tokens to generate at most; unset (null): for a seq2seq run its longest "
-                                       "training target + 25% (at least + 8), otherwise 200", None)
-    min_new_tokens: int = _help("tokens to generate at least (EOS is masked before)", 0)
-    do_sample: bool = _help("sample instead of greedy/beam search", True)
+    max_new_tokens: int | None = _help("tokens to generate at most; null in a config: a seq2seq run's longest "
+                                       "training target + 25% (at least + 8), other runs' 200", None)
+    min_new_tokens: int = _help("tokens to generate before EOS is allowed", 0)
+    do_sample: bool = _help("sample the next token (true), or pick the most likely one (false: greedy "
+                            "or beam search)", True)
     temperature: float = _help("softmax temperature (sampling)", 1.0)
-    top_k: int = _help("keep the k most likely tokens (0 = off)", 0)
-    top_p: float = _help("nucleus: keep the smallest set with this much probability (1 = off)", 1.0)
+    top_k: int = _help("sample from the k most likely tokens only (0 = off)", 0)
+    top_p: float = _help("nucleus sampling: sample from the smallest set of tokens with this much probability, "
+                         "in (0, 1] (1 = off)", 1.0)
     min_p: float = _help("drop tokens below min_p times the top probability (0 = off)", 0.0)
-    repetition_penalty: float = _help("CTRL-style penalty on seen tokens (1 = off)", 1.0)
+    repetition_penalty: float = _help("CTRL-style penalty on tokens already seen (1 = off)", 1.0)
     no_repeat_ngram_size: int = _help("never repeat an n-gram of this size (0 = off)", 0)
     num_beams: int = _help("beam width (1 = no beam search)", 1)
-    length_penalty: float = _help("beam: score / length**length_penalty", 1.0)
-    early_stopping: bool | str = _help("beam: True, False or 'never' (Hugging Face semantics)", False)
-    num_return_sequences: int = _help("sequences returned per input", 1)
-    stop_strings: list[str] = _help("stop a sequence once its generated text contains one of these",
+    length_penalty: float = _help("beam search: a beam's score is its log-probability / length**length_penalty",
+                                  1.0)
+    early_stopping: bool | str = _help("beam search: true, false or never (Hugging Face semantics)", False)
+    num_return_sequences: int = _help("sequences returned per input (prompt)", 1)
+    stop_strings: list[str] = _help("stop a sequence once its generated text contains one of these strings",
                                     default_factory=list)
     suppress_unk: bool = _help("never generate the <unk> token", True)
 
