@@ -121,7 +121,7 @@ def demo(
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run with `n` intra-op threads (None: unchanged). The demo trains on one thread: with its small
     matrices, two threads on a 2-core CPU that is also busy with other work spin against each other
-    and ran 3-10x slower per step in our measurements."""
+    and run several times slower per step."""
     import torch
 
     before = torch.get_num_threads()

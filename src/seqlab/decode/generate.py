@@ -86,8 +86,8 @@ def generate(model: Any, input_ids: Tensor, attention_mask: Tensor | None = None
     """Generate continuations of `input_ids` (B, T); see the module docstring. `tokenizer` is needed for
     `stop_strings`; `sync_every` overrides how often the host checks for the end (default: every step on
     CPU, every 16 on CUDA); `compile_step` decodes a TransformerLM with the Inductor-compiled step (CPU;
-    on CUDA recorded in the graph; seqlab.decode.compiled: 15-35 s to compile once per model and batch
-    size, then faster steps)."""
+    on CUDA recorded in the graph; seqlab.decode.compiled: a slow compile once per model and batch size,
+    then faster steps)."""
     decoding = prepare(model, input_ids, attention_mask, parse_options(options), tokenizer=tokenizer,
                        sync_every=sync_every, compile_step=compile_step)
     opts, d = decoding.opts, decoding

@@ -2,7 +2,7 @@
 
     p = softmax(logits);  C_k = Σ_{j≤k} p_j;  u ~ U[0, C_V);  sample = min{k : C_k > u}
 
-Equivalent in distribution to `torch.multinomial(softmax(logits), 1)`, but about 10× faster on CPU
+Equivalent in distribution to `torch.multinomial(softmax(logits), 1)`, but faster on CPU
 for wide vocabularies (one cumsum and one binary search per row instead of multinomial's kernel),
 and free of host syncs on GPU. Used by SeqGAN's oracle, generators and rollouts.
 """

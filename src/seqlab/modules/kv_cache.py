@@ -48,7 +48,7 @@ class StaticKVCache:
         index = index.to(self.device)
         if filled is not None and self.keys[0] is not None and index.numel() == self.keys[0].size(0):
             # gather the filled slots straight into spare buffers and swap them in: one pass over the
-            # cache and no temporary (gathering into a new tensor and copying it back costs 3x)
+            # cache and no temporary (gathering into a new tensor and copying it back costs more)
             buffers = self.keys + self.values
             spare = self.spare or [b.new_zeros(b.shape) for b in buffers]
             for src, dst in zip(buffers, spare, strict=True):

@@ -6,8 +6,8 @@ Same parameters, state-dict keys and training behaviour as `torch.nn.Linear`. Wh
 eval mode, autograd is off, and x is an fp32 CPU tensor, the product runs through oneDNN's inner
 product on a copy of W reordered once into its blocked layout (`torch.ops.mkldnn`, what Inductor's
 CPU freezing uses). Why: decoding one token is a chain of matrix-vector products that only stream
-the weights, and on this project's AMD CPU MKL's sgemv (what `F.linear` calls) reads them at about
-10 GB/s, oneDNN's blocked kernel at about 24 GB/s (`bench/decode.py`). Results are fp32 with another
+the weights, and oneDNN's blocked kernel streams them faster than MKL's sgemv (what `F.linear`
+calls); `bench/decode.py` measures it (docs/benchmarks.md). Results are fp32 with another
 summation order: they differ from `F.linear` by rounding (~1e-6 relative), not by precision.
 
 Weights under `MIN_PACKED` elements keep `F.linear` in eager mode (a frozen graph packs every weight).
@@ -24,9 +24,8 @@ written as reductions, one per row m, that Inductor fuses into a single loop ove
 
     y[m, o] = sum_i x[m, i] W[o, i] + b[o]        (m < M: M accumulators, each W[o, :] loaded once)
 
-oneDNN and MKL run these skinny products at ~7-13 GB/s on this project's CPU; the fused loop streams
-W at the memory's speed (~35-40 GB/s, `bench/decode.py --compile`). Same fp32 arithmetic, another
-summation order.
+oneDNN and MKL run these skinny products well below the memory's bandwidth; the fused loop streams
+W at the memory's speed (`bench/decode.py --compile`). Same fp32 arithmetic, another summation order.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ def packed_linear_available() -> bool:
 FUSABLE = {"gelu": ("gelu", "none", F.gelu), "gelu_new": ("gelu", "tanh", partial(F.gelu, approximate="tanh")),
            "relu": ("relu", "", F.relu)}
 MIN_PACKED = 1 << 18  # weights below 1 MB (fp32) gain nothing: MKL is as fast on them
-REDUCTION_ROWS = 8  # frozen products of up to this many rows run as fused reductions (M = 16 gains less, compiles 30 s)
+REDUCTION_ROWS = 8  # frozen products of up to this many rows run as fused reductions (M = 16 gains less, compiles longer)
 
 
 class Linear(nn.Linear):

@@ -1,9 +1,9 @@
 """Running torch.nn.RNN / LSTM / GRU one decoding step at a time, fast on CPU.
 
 On CPU, torch hands RNN calls to oneDNN, which is quicker over whole sequences (training, prefill) but
-spends ~7 ms setting up every call: for a one-token decoding step of a 2 x 512 LSTM that is ~10x the
-step itself (0.7 ms with ATen's kernel). `run_rnn` uses ATen's kernel for single-step CPU calls only;
-the numbers are the same cell equations either way.
+spends a fixed set-up time on every call: for a one-token decoding step of a small LSTM that set-up
+costs several times the step itself with ATen's kernel. `run_rnn` uses ATen's kernel for single-step
+CPU calls only; the numbers are the same cell equations either way.
 """
 
 from __future__ import annotations
