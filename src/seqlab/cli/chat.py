@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from seqlab.cli.decode_options import DECODING, decode_options
 from seqlab.cli.options import DeviceOpt, SeedOpt
 from seqlab.errors import SeqlabError
 
@@ -15,19 +16,14 @@ def register(app: typer.Typer) -> None:
     app.command("chat")(chat)
 
 
+@decode_options("max_new_tokens", "do_sample", "num_beams", "temperature", "top_k", "top_p",
+                notes={"max_new_tokens": "Default: the run's decode.max_new_tokens. A reply cut at it ends with ' …'."})
 def chat(
     run: str = typer.Argument(..., help="A run directory: a seq2seq chatbot, or a language model (the history "
                               "becomes its prompt)."),
     history_turns: int = typer.Option(None, "--history-turns", help="Turns the model sees (default: the run's "
                                       "data.history_turns)."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens per reply at most (default: the run's "
-                                       "decode.max_new_tokens; unset, its longest training target + 25%); a "
-                                       "reply cut at it ends with ' …'."),
-    do_sample: bool = typer.Option(None, "--do-sample/--greedy", help="Sample, or pick the most likely token."),
-    num_beams: int = typer.Option(None, "--num-beams", help="Beam width (1 = no beam search)."),
-    temperature: float = typer.Option(None, "--temperature", help="Softmax temperature (sampling)."),
-    top_k: int = typer.Option(None, "--top-k", help="Sample from the k most likely tokens (0 = off)."),
-    top_p: float = typer.Option(None, "--top-p", help="Nucleus sampling mass in (0, 1] (1 = off)."),
+    decoding: dict = DECODING,
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
     device: str = DeviceOpt,
     seed: int = SeedOpt,
@@ -36,9 +32,7 @@ def chat(
     /set temperature 0.7 (any decoding option), /strategy greedy|sample|beam 5, and Ctrl-D to leave.
     With piped stdin: one user turn per line in, one reply per line out (commands' answers go to stderr).
     Decoding options default to the run's `decode` config section."""
-    flags = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams, temperature=temperature,
-                 top_k=top_k, top_p=top_p)
-    session = open_session(run, flags, history_turns, checkpoint, device, seed)
+    session = open_session(run, decoding, history_turns, checkpoint, device, seed)
     chat_loop(session, run)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import typer
 
+from seqlab.cli.decode_options import DECODING, decode_options
 from seqlab.cli.options import DeviceOpt, JsonOpt, SeedOpt, print_json
 from seqlab.errors import SeqlabError
 
@@ -21,6 +22,10 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(evaluate)
 
 
+@decode_options("max_new_tokens", "do_sample", "num_beams", "temperature", "top_k", "top_p", "repetition_penalty",
+                "no_repeat_ngram_size", defaults={"do_sample": False, "num_beams": 1},
+                notes={"max_new_tokens": "Default here: data.max_target_len for pairs, 64 for language models "
+                                         "(eval ignores decode.max_new_tokens)."})
 def evaluate(
     run: str = typer.Argument(..., help="A run directory (from `seqlab train`)."),
     data: str = typer.Option(None, "--data", help="Another corpus (built-in name or file) to evaluate on, "
@@ -29,15 +34,7 @@ def evaluate(
                               "else val; all with --data)."),
     limit: int = typer.Option(None, "--limit", help="Evaluate the first N examples (language models: N prompts and "
                               "the first N context windows)."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens to generate at most (default: "
-                                       "data.max_target_len for pairs, 64 for language models)."),
-    do_sample: bool = typer.Option(False, "--do-sample/--greedy", help="Sample instead of greedy / beam search."),
-    num_beams: int = typer.Option(1, "--num-beams", help="Beam width (1 = no beam search)."),
-    temperature: float = typer.Option(None, "--temperature", help="Softmax temperature (sampling)."),
-    top_k: int = typer.Option(None, "--top-k", help="Sample from the k most likely tokens (0 = off)."),
-    top_p: float = typer.Option(None, "--top-p", help="Nucleus sampling mass in (0, 1] (1 = off)."),
-    repetition_penalty: float = typer.Option(None, "--repetition-penalty", help="Penalty on seen tokens (1 = off)."),
-    no_repeat_ngram_size: int = typer.Option(None, "--no-repeat-ngram-size", help="Never repeat an n-gram (0 = off)."),
+    decoding: dict = DECODING,
     lang: str = typer.Option(None, "--lang", help="en | zh for BLEU/ROUGE tokens (default: the run's data.lang, "
                              "or detected from the references)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Examples per forward pass."),
@@ -64,8 +61,8 @@ def evaluate(
     model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
     if data is None:
         _check_run_corpus(run, config)
-    flags = dict(do_sample=do_sample, num_beams=num_beams, temperature=temperature, top_k=top_k, top_p=top_p,
-                 repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size, seed=seed)
+    max_new_tokens = decoding.pop("max_new_tokens")
+    flags = decoding | {"seed": seed}
     metrics, examples, hyps = evaluate_run(model, tokenizer, config, data, split, limit, max_new_tokens, flags, lang,
                                            batch_size)
     if as_json:

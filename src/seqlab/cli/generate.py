@@ -9,35 +9,22 @@ from typing import Any
 
 import typer
 
+from seqlab.cli.decode_options import DECODING, decode_options, early_stopping
 from seqlab.cli.options import DeviceOpt, JsonOpt, SeedOpt, print_json
 from seqlab.errors import SeqlabError
-
-EARLY_STOPPING = {"true": True, "false": False, "never": "never"}
 
 
 def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
 
 
+@decode_options("max_new_tokens", "min_new_tokens", "do_sample", "num_beams", "num_return_sequences", "temperature",
+                "top_k", "top_p", "min_p", "repetition_penalty", "no_repeat_ngram_size", "length_penalty",
+                "early_stopping", "stop_strings", notes={"max_new_tokens": "Default: the run's decode.max_new_tokens."})
 def generate(
     run: str = typer.Argument(..., help="Run directory (from `seqlab train` or `seqlab import-hf`)."),
     prompt: str = typer.Option(..., "--prompt", "-p", help="Prompt text; '-' reads one prompt per stdin line."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens to generate at most (default: the "
-                                       "run's decode.max_new_tokens; unset, a seq2seq run's longest training "
-                                       "target + 25%)."),
-    min_new_tokens: int = typer.Option(None, "--min-new-tokens", help="Tokens to generate before EOS is allowed."),
-    do_sample: bool = typer.Option(None, "--do-sample/--greedy", help="Sample, or pick the most likely token."),
-    num_beams: int = typer.Option(None, "--num-beams", help="Beam width (1 = no beam search)."),
-    num_return_sequences: int = typer.Option(None, "--num-return-sequences", help="Outputs per prompt."),
-    temperature: float = typer.Option(None, "--temperature", help="Softmax temperature (sampling)."),
-    top_k: int = typer.Option(None, "--top-k", help="Sample from the k most likely tokens (0 = off)."),
-    top_p: float = typer.Option(None, "--top-p", help="Nucleus sampling mass in (0, 1] (1 = off)."),
-    min_p: float = typer.Option(None, "--min-p", help="Drop tokens below min_p x the top probability (0 = off)."),
-    repetition_penalty: float = typer.Option(None, "--repetition-penalty", help="CTRL penalty on seen tokens (1 = off)."),
-    no_repeat_ngram_size: int = typer.Option(None, "--no-repeat-ngram-size", help="Never repeat an n-gram (0 = off)."),
-    length_penalty: float = typer.Option(None, "--length-penalty", help="Beam score / length ** length_penalty."),
-    early_stopping: str = typer.Option(None, "--early-stopping", help="Beam search: true | false | never."),
-    stop: list[str] = typer.Option(None, "--stop", help="Stop when the text contains this string (repeatable)."),
+    decoding: dict = DECODING,
     label: str = typer.Option(None, "--label", help="Condition on a label (runs trained with <label:L> tokens)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
     stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated."),
@@ -58,13 +45,9 @@ def generate(
     if stream and as_json:
         raise SeqlabError("--stream prints text as it comes; it cannot be combined with --json")
     config = open_run(run).read_config()
-    if max_new_tokens is None:
-        max_new_tokens = run_max_new_tokens(config, run)
-    flags = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample,
-                 num_beams=num_beams, num_return_sequences=num_return_sequences, temperature=temperature,
-                 top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
-                 no_repeat_ngram_size=no_repeat_ngram_size, length_penalty=length_penalty,
-                 early_stopping=_early_stopping(early_stopping), stop_strings=stop or None)
+    flags = decoding | {"early_stopping": early_stopping(decoding["early_stopping"])}
+    if flags["max_new_tokens"] is None:
+        flags["max_new_tokens"] = run_max_new_tokens(config, run)
     GenerationOptions.from_config(config.decode, **flags)  # bad options fail before the model loads
     prompts = _read_prompts(prompt)
     seed_everything(seed)
@@ -151,14 +134,6 @@ def _read_prompts(prompt: str) -> list[str]:
     if not lines:
         raise SeqlabError("--prompt - reads one prompt per line from stdin, but stdin was empty")
     return lines
-
-
-def _early_stopping(value: str | None) -> bool | str | None:
-    if value is None:
-        return None
-    if value.lower() not in EARLY_STOPPING:
-        raise SeqlabError(f"--early-stopping must be true, false or never, got {value!r}")
-    return EARLY_STOPPING[value.lower()]
 
 
 def _public(opts: Any) -> dict:
