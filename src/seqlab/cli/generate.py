@@ -55,13 +55,7 @@ def generate(
 
     model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
     opts = GenerationOptions.from_config(config.decode, tokenizer, **flags, seed=seed)
-    if compile_step:
-        from seqlab.decode.compiled import can_compile
-
-        if not can_compile(model):
-            compile_step = False
-            typer.echo(f"note: --compile applies to fp32 Transformer LMs on CPU or CUDA, not this {type(model).__name__} "
-                       f"on {next(model.parameters()).device.type}; decoding without it", err=True)
+    compile_step = compile_step and _can_compile(model)
     if stream:
         _stream(model, tokenizer, prompts, label, opts, compile_step)
         return
@@ -69,13 +63,7 @@ def generate(
     results, first_step = _generate(model, tokenizer, prompts, label, opts, compile_step)
     seconds = time.perf_counter() - started
     if as_json:
-        tokens = sum(g["tokens"] for r in results for g in r["generations"])
-        report = {"run": run, "options": _public(opts), "results": results, "seconds": round(seconds, 4)}
-        decoding = seconds
-        if first_step is not None:  # --compile: the first step compiles; tokens/s is the speed after it
-            report["compile_s"] = round(first_step, 4)
-            decoding -= first_step
-        print_json(report | {"tokens_per_s": round(tokens / decoding, 1) if decoding > 0 else None})
+        print_json(_report(run, opts, results, seconds, first_step))
         return
     shown_prompt = not model.is_encoder_decoder
     for r in results:
@@ -83,6 +71,28 @@ def generate(
             typer.echo((r["prompt"] if shown_prompt else "") + g["text"])
             if len(results) > 1 or len(r["generations"]) > 1:
                 typer.echo("")
+
+
+def _can_compile(model: Any) -> bool:
+    """Whether --compile applies to `model`; a note on stderr when it does not."""
+    from seqlab.decode.compiled import can_compile
+
+    if can_compile(model):
+        return True
+    typer.echo(f"note: --compile applies to fp32 Transformer LMs on CPU or CUDA, not this {type(model).__name__} "
+               f"on {next(model.parameters()).device.type}; decoding without it", err=True)
+    return False
+
+
+def _report(run: str, opts: Any, results: list[dict], seconds: float, first_step: float | None) -> dict:
+    """--json's object: the options, each prompt's generations, the time and the speed."""
+    tokens = sum(g["tokens"] for r in results for g in r["generations"])
+    report = {"run": run, "options": _public(opts), "results": results, "seconds": round(seconds, 4)}
+    decoding = seconds
+    if first_step is not None:  # --compile: the first step compiles; tokens/s is the speed after it
+        report["compile_s"] = round(first_step, 4)
+        decoding -= first_step
+    return report | {"tokens_per_s": round(tokens / decoding, 1) if decoding > 0 else None}
 
 
 def _generate(model: Any, tokenizer: Any, prompts: list[str], label: str | None, opts: Any,
