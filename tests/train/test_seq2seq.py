@@ -107,10 +107,10 @@ def test_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_bad_configs(tmp_path):
     with pytest.raises(SeqlabError, match="data.task: pairs"):
-        seq2seq.setup(load_config(_config(tmp_path), ["data.task=lm"]), None, None, None, False)
+        seq2seq.build_setup(load_config(_config(tmp_path), ["data.task=lm"]), None, None, None, False)
     transformer = {"arch": "seq2seq_transformer", "n_layer": 1, "n_head": 2, "n_embd": 16}
     with pytest.raises(ConfigError, match="seq2seq_rnn only"):
-        seq2seq.setup(load_config(_config(tmp_path, transformer, scheduled_sampling=0.1)), None, None, None, False)
+        seq2seq.build_setup(load_config(_config(tmp_path, transformer, scheduled_sampling=0.1)), None, None, None, False)
 
 
 def test_seqlab_train_routes_seq2seq_configs_to_this_recipe(tmp_path, cli):

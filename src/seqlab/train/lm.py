@@ -1,4 +1,4 @@
-"""The language-model recipe: `setup` builds everything from a Config, `fit` trains, `validate` measures.
+"""The language-model recipe: `build_setup` builds everything from a Config, `fit` trains, `validate` measures.
 
     L(theta) = -(1/BT) sum_b sum_t log p_theta(x_{b,t+1} | x_{b,<=t})     on random train windows
     val loss = the same, in nats per token, over the whole val split in non-overlapping windows
@@ -20,7 +20,6 @@ import torch
 from seqlab.checkpoint import save_weights
 from seqlab.config import Config
 from seqlab.data.prepare import check_min_length
-from seqlab.data.tokenizers import Tokenizer
 from seqlab.decode.generate import generate
 from seqlab.decode.options import run_token_options
 from seqlab.device import seed_everything
@@ -35,34 +34,20 @@ from seqlab.train.distributed import (
     setup_distributed,
     teardown_distributed,
 )
-from seqlab.train.early_stopping import BestTracker
 from seqlab.train.loop import RecipeHooks, run_loop
 from seqlab.train.metrics import MetricsWriter
 from seqlab.train.progress import TrainProgress
 from seqlab.train.state import save_checkpoint
-from seqlab.train.step import autocast, resolve_precision
-from seqlab.train.trainable import build_trainable, prepare_run_data, start_run
+from seqlab.train.step import autocast
+from seqlab.train.trainable import RecipeSetup, build_recipe_setup, prepare_run_data, start_run
 
 
 @dataclass
-class LMSetup:
-    """Everything `fit` needs; `model` is what trains (maybe compiled / DDP-wrapped), `raw_model` the module."""
+class LMSetup(RecipeSetup):
+    """Everything `fit` needs: the shared set-up, the val split's token stream and the train window sampler."""
 
-    cfg: Config
-    run: RunDir
-    info: DistInfo
-    device: torch.device
-    precision: str
-    tokenizer: Tokenizer
     val_ids: torch.Tensor
-    raw_model: torch.nn.Module
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
     sampler: WindowSampler
-    tracker: BestTracker
-    start_step: int
-    resumed: bool
 
 
 def train_lm(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False,
@@ -70,14 +55,14 @@ def train_lm(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume
     """Train (or resume) a language model into `run_dir`; returns the run summary (rank 0's view)."""
     info, device = setup_distributed(device_name)
     try:
-        return fit(setup(cfg, RunDir(Path(run_dir)), info, device, resume,
+        return fit(build_setup(cfg, RunDir(Path(run_dir)), info, device, resume,
                          None if init_from is None else Path(init_from)))
     finally:
         teardown_distributed()
 
 
-def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool,
-          init_from: Path | None = None) -> LMSetup:
+def build_setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool,
+                init_from: Path | None = None) -> LMSetup:
     if cfg.data.task not in ("lm", "labelled"):  # labelled: the stream of `<label:L> text <eos>`
         raise SeqlabError(f"the language-model recipe needs data.task: lm or labelled, got {cfg.data.task!r}")
     if cfg.model.arch not in ("rnn_lm", "transformer_lm"):
@@ -93,13 +78,11 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
     start_run(run, cfg, tokenizer, info, device, resume, init_from)
     raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                             eos_id=tokenizer.eos_id).to(device)
-    t = cfg.train
-    sampler = WindowSampler(data.splits["train"].ids.to(device), cfg.model.context_length, t.batch_size,
-                            t.grad_accum, cfg.seed, info.rank, info.world_size)
-    tr = build_trainable(cfg, run, info, device, raw_model, resume, "sampler", sampler, init_from)
-    return LMSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer,
-                   data.splits["val"].ids, raw_model, tr.model, tr.optimizer, tr.scheduler, sampler, tr.tracker,
-                   tr.start_step, resume)
+    sampler = WindowSampler(data.splits["train"].ids.to(device), cfg.model.context_length, cfg.train.batch_size,
+                            cfg.train.grad_accum, cfg.seed, info.rank, info.world_size)
+    common = build_recipe_setup(cfg, run, info, device, tokenizer, raw_model, resume, "sampler", sampler,
+                                init_from)
+    return LMSetup(**vars(common), val_ids=data.splits["val"].ids, sampler=sampler)
 
 
 def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -107,39 +90,42 @@ def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) ->
     return model(inputs, targets)[1]
 
 
-def fit(s: LMSetup) -> dict[str, Any]:
+def fit(setup: LMSetup) -> dict[str, Any]:
     """The shared training loop (seqlab.train.loop) over random windows of the token stream."""
 
     def next_batches() -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
-        batches = s.sampler.next_step()  # this rank's micro-batches: (inputs, targets) of (b, T)
+        batches = setup.sampler.next_step()  # this rank's micro-batches: (inputs, targets) of (b, T)
         return batches, sum(x.numel() for x, _ in batches)
 
-    return run_loop(s, RecipeHooks(next_batches, lambda step: lm_loss,
-                                   lambda step, metrics, bar: evaluate_and_checkpoint(s, step, metrics, bar),
-                                   lambda: _extras(s)))
+    def evaluate(step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:
+        return evaluate_and_checkpoint(setup, step, metrics, bar)
+
+    return run_loop(setup, RecipeHooks(next_batches, lambda step: lm_loss, evaluate, lambda: _extras(setup)))
 
 
-def evaluate_and_checkpoint(s: LMSetup, step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:
+def evaluate_and_checkpoint(setup: LMSetup, step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:
     """Validate, keep the best weights, print samples, save the checkpoint; returns the val loss."""
-    t = s.cfg.train
-    val = validate(s.raw_model, s.val_ids, s.cfg.model.context_length, t.batch_size, t.eval_batches,
-                   s.info, s.device, s.precision)
-    improved = s.tracker.update(step, val)
+    train_cfg = setup.cfg.train
+    val = validate(setup.raw_model, setup.val_ids, setup.cfg.model.context_length, train_cfg.batch_size,
+                   train_cfg.eval_batches, setup.info, setup.device, setup.precision)
+    tracker = setup.tracker
+    improved = tracker.update(step, val)
     metrics.write({"step": step, "val_loss": val, "val_ppl": math.exp(min(val, 700.0)),
-                   "best_val_loss": s.tracker.best})
-    if s.info.is_main:
+                   "best_val_loss": tracker.best})
+    if setup.info.is_main:
         if improved:
-            save_weights(s.raw_model, s.run.best, metadata={"step": str(step)})
+            save_weights(setup.raw_model, setup.run.best, metadata={"step": str(step)})
         bar.print(f"step {step}: val loss {val:.4f} (ppl {math.exp(min(val, 700.0)):.2f})"
-                  f"{' (best)' if improved else f', best {s.tracker.best:.4f} at step {s.tracker.best_step}'}")
-        for i, text in enumerate(samples(s, step), 1):
+                  f"{' (best)' if improved else f', best {tracker.best:.4f} at step {tracker.best_step}'}")
+        for i, text in enumerate(samples(setup, step), 1):
             bar.print(f"  sample {i}:\n  | " + text.replace("\n", "\n  | "))
-    save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, _extras(s), s.info, s.device)
+    save_checkpoint(setup.run, step, setup.raw_model, setup.optimizer, setup.scheduler, _extras(setup), setup.info,
+                    setup.device)
     return val
 
 
-def _extras(s: LMSetup) -> dict[str, Any]:
-    return {"sampler": s.sampler.state_dict(), "tracker": s.tracker.state_dict()}
+def _extras(setup: LMSetup) -> dict[str, Any]:
+    return {"sampler": setup.sampler.state_dict(), "tracker": setup.tracker.state_dict()}
 
 
 def validate(model: torch.nn.Module, val_ids: torch.Tensor, context_length: int, batch_size: int,
@@ -160,19 +146,20 @@ def validate(model: torch.nn.Module, val_ids: torch.Tensor, context_length: int,
     return (total[0] / total[1]).item()
 
 
-def samples(s: LMSetup, step: int) -> list[str]:
+def samples(setup: LMSetup, step: int) -> list[str]:
     """`train.samples` continuations of the val split's first token, sampled with the config's decoding
     settings from their own generator (so printing samples never moves the training RNG)."""
-    if s.cfg.train.samples == 0:
+    if setup.cfg.train.samples == 0:
         return []
-    d = s.cfg.decode
-    prompt = s.val_ids[:1].to(s.device).unsqueeze(0)  # (1, 1)
+    decode_cfg = setup.cfg.decode
+    suppress = run_token_options(setup.tokenizer, decode_cfg.suppress_unk).get("suppress_tokens")
+    prompt = setup.val_ids[:1].to(setup.device).unsqueeze(0)  # (1, 1)
     try:
-        with autocast(s.device, s.precision):
-            out = generate(s.raw_model.eval(), prompt, max_new_tokens=min(d.max_new_tokens, 200), do_sample=True,
-                           temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
-                           num_return_sequences=s.cfg.train.samples, seed=s.cfg.seed + step,
-                           suppress_tokens=run_token_options(s.tokenizer, d.suppress_unk).get("suppress_tokens"))
+        with autocast(setup.device, setup.precision):
+            out = generate(setup.raw_model.eval(), prompt, max_new_tokens=min(decode_cfg.max_new_tokens, 200),
+                           do_sample=True, temperature=decode_cfg.temperature, top_k=decode_cfg.top_k,
+                           top_p=decode_cfg.top_p, num_return_sequences=setup.cfg.train.samples,
+                           seed=setup.cfg.seed + step, suppress_tokens=suppress)
     finally:
-        s.raw_model.train()
-    return [s.tokenizer.decode(row) for row in out.sequences.tolist()]
+        setup.raw_model.train()
+    return [setup.tokenizer.decode(row) for row in out.sequences.tolist()]

@@ -1,4 +1,5 @@
-"""The seq2seq recipe (task "pairs"): `setup` builds everything from a Config, `fit` trains, `validate` measures.
+"""The seq2seq recipe (task "pairs"): `build_setup` builds everything from a Config, `fit` trains,
+`validate` measures.
 
     decoder input  = <bos> y_1 .. y_n          targets = y_1 .. y_n <eos>
     L(theta) = -(1/N) sum over real target tokens of log p_theta(y_t | y_<t, x)     (pads: IGNORE_INDEX)
@@ -36,37 +37,23 @@ from seqlab.train.distributed import (
     setup_distributed,
     teardown_distributed,
 )
-from seqlab.train.early_stopping import BestTracker
 from seqlab.train.loop import RecipeHooks, run_loop
 from seqlab.train.metrics import MetricsWriter
 from seqlab.train.pair_batches import IGNORE_INDEX, Batch, Pair, PairBatcher, collate_pairs, eval_batches
 from seqlab.train.progress import TrainProgress
 from seqlab.train.state import save_checkpoint
-from seqlab.train.step import autocast, resolve_precision
-from seqlab.train.trainable import build_trainable, prepare_run_data, start_run
+from seqlab.train.step import autocast
+from seqlab.train.trainable import RecipeSetup, build_recipe_setup, prepare_run_data, start_run
 
 
 @dataclass
-class Seq2SeqSetup:
-    """Everything `fit` needs; `model` is what trains (maybe compiled / DDP-wrapped), `raw_model` the module."""
+class Seq2SeqSetup(RecipeSetup):
+    """Everything `fit` needs: the shared set-up, the pairs (cut to the model's positions) and their batcher."""
 
-    cfg: Config
-    run: RunDir
-    info: DistInfo
-    device: torch.device
-    precision: str
-    tokenizer: Tokenizer
     train_pairs: list[Pair]
     val_pairs: list[Pair]
     val_texts: list[tuple[str, str]] | None  # the val pairs' own text (source, target), shown with the samples
-    raw_model: torch.nn.Module
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
     batcher: PairBatcher
-    tracker: BestTracker
-    start_step: int
-    resumed: bool
 
 
 def train_seq2seq(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False,
@@ -74,14 +61,14 @@ def train_seq2seq(cfg: Config, run_dir: str | Path, device_name: str = "auto", r
     """Train (or resume) a seq2seq model into `run_dir`; returns the run summary (rank 0's view)."""
     info, device = setup_distributed(device_name)
     try:
-        return fit(setup(cfg, RunDir(Path(run_dir)), info, device, resume,
+        return fit(build_setup(cfg, RunDir(Path(run_dir)), info, device, resume,
                          None if init_from is None else Path(init_from)))
     finally:
         teardown_distributed()
 
 
-def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool,
-          init_from: Path | None = None) -> Seq2SeqSetup:
+def build_setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume: bool,
+                init_from: Path | None = None) -> Seq2SeqSetup:
     if cfg.data.task != "pairs":
         raise SeqlabError(f"the seq2seq recipe needs data.task: pairs, got {cfg.data.task!r}")
     if cfg.model.arch not in ("seq2seq_rnn", "seq2seq_transformer"):
@@ -99,12 +86,12 @@ def setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, resume
     train_pairs, val_pairs = (fit_lengths(data.splits[side].pairs, limit) for side in ("train", "val"))
     if info.is_main:
         report_pairs(run, data, train_pairs)
-    t = cfg.train
-    batcher = PairBatcher(train_pairs, t.batch_size, t.grad_accum, cfg.seed, info.rank, info.world_size)
-    tr = build_trainable(cfg, run, info, device, raw_model, resume, "batcher", batcher, init_from)
-    return Seq2SeqSetup(cfg, run, info, device, resolve_precision(t.precision, device), tokenizer, train_pairs,
-                        val_pairs, data.splits["val"].texts, raw_model, tr.model, tr.optimizer, tr.scheduler,
-                        batcher, tr.tracker, tr.start_step, resume)
+    batcher = PairBatcher(train_pairs, cfg.train.batch_size, cfg.train.grad_accum, cfg.seed, info.rank,
+                          info.world_size)
+    common = build_recipe_setup(cfg, run, info, device, tokenizer, raw_model, resume, "batcher", batcher,
+                                init_from)
+    return Seq2SeqSetup(**vars(common), train_pairs=train_pairs, val_pairs=val_pairs,
+                        val_texts=data.splits["val"].texts, batcher=batcher)
 
 
 def fit_lengths(pairs: list[Pair] | None, limit: int | None) -> list[Pair]:
@@ -113,7 +100,7 @@ def fit_lengths(pairs: list[Pair] | None, limit: int | None) -> list[Pair]:
         raise SeqlabError("the pairs corpus has an empty split; use a bigger corpus")
     if limit is None:
         return pairs
-    return [(s[-limit:], t[:limit - 1]) for s, t in pairs]
+    return [(source[-limit:], target[:limit - 1]) for source, target in pairs]
 
 
 def report_pairs(run: RunDir, data: PreparedData, train_pairs: list[Pair]) -> None:
@@ -124,7 +111,7 @@ def report_pairs(run: RunDir, data: PreparedData, train_pairs: list[Pair]) -> No
             print(f"warning: {line}" if kind == "warning" else line, file=sys.stderr)
     if run.info.is_file():
         info = json.loads(run.info.read_text(encoding="utf-8"))
-        write_json(run.info, info | {"longest_target": max(len(t) for _, t in train_pairs)})
+        write_json(run.info, info | {"longest_target": max(len(target) for _, target in train_pairs)})
 
 
 def teacher_forcing(scheduled_sampling: float, step: int) -> float:
@@ -132,24 +119,28 @@ def teacher_forcing(scheduled_sampling: float, step: int) -> float:
     return max(0.0, 1.0 - scheduled_sampling * step)
 
 
-def fit(s: Seq2SeqSetup) -> dict[str, Any]:
+def fit(setup: Seq2SeqSetup) -> dict[str, Any]:
     """The shared training loop (seqlab.train.loop) over length-bucketed batches of pairs."""
-    tok = s.tokenizer
+    tok = setup.tokenizer
 
     def next_batches() -> tuple[list[Batch], torch.Tensor]:
-        batches = [_to(s, collate_pairs([s.train_pairs[i] for i in idx], tok.pad_id, tok.bos_id, tok.eos_id))
-                   for idx in s.batcher.next_indices()]
+        batches = [_to_device(setup, collate_pairs([setup.train_pairs[i] for i in idx], tok.pad_id, tok.bos_id,
+                                                   tok.eos_id))
+                   for idx in setup.batcher.next_indices()]
         return batches, sum((b[3] != IGNORE_INDEX).sum() for b in batches)  # target tokens, EOS included
 
-    return run_loop(s, RecipeHooks(next_batches, lambda step: _loss_fn(s.cfg, step),
-                                   lambda step, metrics, bar: evaluate_and_checkpoint(s, step, metrics, bar),
-                                   lambda: _extras(s),
-                                   lambda step: {"teacher_forcing": teacher_forcing(s.cfg.train.scheduled_sampling,
-                                                                                    step)}))
+    def evaluate(step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:
+        return evaluate_and_checkpoint(setup, step, metrics, bar)
+
+    def log_fields(step: int) -> dict[str, Any]:
+        return {"teacher_forcing": teacher_forcing(setup.cfg.train.scheduled_sampling, step)}
+
+    return run_loop(setup, RecipeHooks(next_batches, lambda step: _loss_fn(setup.cfg, step), evaluate,
+                                       lambda: _extras(setup), log_fields))
 
 
-def _to(s: Seq2SeqSetup, batch: Batch) -> Batch:
-    return tuple(x.to(s.device, non_blocking=True) for x in batch)  # type: ignore[return-value]
+def _to_device(setup: Seq2SeqSetup, batch: Batch) -> Batch:
+    return tuple(x.to(setup.device, non_blocking=True) for x in batch)  # type: ignore[return-value]
 
 
 def _loss_fn(cfg: Config, step: int):
@@ -165,26 +156,29 @@ def _loss_fn(cfg: Config, step: int):
     return loss
 
 
-def evaluate_and_checkpoint(s: Seq2SeqSetup, step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:
+def evaluate_and_checkpoint(setup: Seq2SeqSetup, step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:
     """Validate, keep the best weights, print samples, save the checkpoint; returns the val loss."""
-    t = s.cfg.train
-    val = validate(s.raw_model, s.val_pairs, s.tokenizer, t.batch_size, t.eval_batches, s.info, s.device, s.precision)
-    improved = s.tracker.update(step, val)
+    train_cfg = setup.cfg.train
+    val = validate(setup.raw_model, setup.val_pairs, setup.tokenizer, train_cfg.batch_size, train_cfg.eval_batches,
+                   setup.info, setup.device, setup.precision)
+    tracker = setup.tracker
+    improved = tracker.update(step, val)
     ppl = math.exp(min(val, 700.0))
-    metrics.write({"step": step, "val_loss": val, "val_ppl": ppl, "best_val_loss": s.tracker.best})
-    if s.info.is_main:
+    metrics.write({"step": step, "val_loss": val, "val_ppl": ppl, "best_val_loss": tracker.best})
+    if setup.info.is_main:
         if improved:
-            save_weights(s.raw_model, s.run.best, metadata={"step": str(step)})
+            save_weights(setup.raw_model, setup.run.best, metadata={"step": str(step)})
         bar.print(f"step {step}: val loss {val:.4f} (ppl {ppl:.2f})"
-                  f"{' (best)' if improved else f', best {s.tracker.best:.4f} at step {s.tracker.best_step}'}")
-        for line in samples(s):
+                  f"{' (best)' if improved else f', best {tracker.best:.4f} at step {tracker.best_step}'}")
+        for line in samples(setup):
             bar.print("  | " + line)
-    save_checkpoint(s.run, step, s.raw_model, s.optimizer, s.scheduler, _extras(s), s.info, s.device)
+    save_checkpoint(setup.run, step, setup.raw_model, setup.optimizer, setup.scheduler, _extras(setup), setup.info,
+                    setup.device)
     return val
 
 
-def _extras(s: Seq2SeqSetup) -> dict[str, Any]:
-    return {"batcher": s.batcher.state_dict(), "tracker": s.tracker.state_dict()}
+def _extras(setup: Seq2SeqSetup) -> dict[str, Any]:
+    return {"batcher": setup.batcher.state_dict(), "tracker": setup.tracker.state_dict()}
 
 
 @torch.no_grad()
@@ -210,26 +204,28 @@ def validate(model: torch.nn.Module, pairs: list[Pair], tokenizer: Tokenizer, ba
     return (totals[0] / totals[1]).item()
 
 
-def samples(s: Seq2SeqSetup) -> list[str]:
+def samples(setup: Seq2SeqSetup) -> list[str]:
     """Greedy replies to the first `train.samples` val sources: 'source -> reply (reference)'."""
     from seqlab.decode import generate
     from seqlab.decode.options import run_token_options
     from seqlab.decode.reply_length import run_max_new_tokens
 
-    n = min(s.cfg.train.samples, len(s.val_pairs))
+    n = min(setup.cfg.train.samples, len(setup.val_pairs))
     if n == 0:
         return []
-    tok = s.tokenizer
-    src, src_mask, _, _ = collate_pairs(s.val_pairs[:n], tok.pad_id, tok.bos_id, tok.eos_id)
-    limit = min(run_max_new_tokens(s.cfg, s.run.path), (s.raw_model.max_length or 10**9) - 1)
-    s.raw_model.eval()
+    tok = setup.tokenizer
+    src, src_mask, _, _ = collate_pairs(setup.val_pairs[:n], tok.pad_id, tok.bos_id, tok.eos_id)
+    limit = min(run_max_new_tokens(setup.cfg, setup.run.path), (setup.raw_model.max_length or 10**9) - 1)
+    setup.raw_model.eval()
     try:
-        with autocast(s.device, s.precision):
-            out = generate(s.raw_model, src.to(s.device), attention_mask=src_mask.to(s.device), max_new_tokens=limit,
-                           do_sample=False, num_beams=1, **run_token_options(tok, s.cfg.decode.suppress_unk))
+        with autocast(setup.device, setup.precision):
+            out = generate(setup.raw_model, src.to(setup.device), attention_mask=src_mask.to(setup.device),
+                           max_new_tokens=limit, do_sample=False, num_beams=1,
+                           **run_token_options(tok, setup.cfg.decode.suppress_unk))
     finally:
-        s.raw_model.train()
+        setup.raw_model.train()
     # the pairs' own text where the data kept it: decoding the ids would show <unk> for unseen words
-    texts = s.val_texts[:n] if s.val_texts else [(tok.decode(a), tok.decode(b)) for a, b in s.val_pairs[:n]]
+    texts = (setup.val_texts[:n] if setup.val_texts else
+             [(tok.decode(source), tok.decode(target)) for source, target in setup.val_pairs[:n]])
     return [f"{source} -> {tok.decode(row.tolist())} ({target})"
             for (source, target), row in zip(texts, out.sequences.cpu(), strict=True)]

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from seqlab.checkpoint import load_weights
 from seqlab.config import Config
 from seqlab.data.prepare import PreparedData, prepare_data
-from seqlab.data.tokenizers import load_tokenizer
+from seqlab.data.tokenizers import Tokenizer, load_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models.memory import check_memory
 from seqlab.runs import RunDir
@@ -36,15 +36,27 @@ from seqlab.train.early_stopping import BestTracker
 from seqlab.train.fingerprint import absolute_corpus, write_fingerprint
 from seqlab.train.optim import build_optimizer, build_scheduler
 from seqlab.train.state import has_checkpoint, load_checkpoint, remove_stale_temporaries
+from seqlab.train.step import resolve_precision
 
 
 @dataclass
-class Trainable:
-    model: torch.nn.Module  # what trains: raw_model, maybe DDP-wrapped and compiled
+class RecipeSetup:
+    """What the shared loop (seqlab.train.loop) trains; a recipe's set-up extends it with its data.
+    `model` is what trains (maybe DDP-wrapped and compiled), `raw_model` the module it wraps."""
+
+    cfg: Config
+    run: RunDir
+    info: DistInfo
+    device: torch.device
+    precision: str  # train.precision resolved: "fp32" or "bf16"
+    tokenizer: Tokenizer
+    raw_model: torch.nn.Module
+    model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     tracker: BestTracker
     start_step: int
+    resumed: bool
 
 
 def prepare_run_data(cfg: Config, run: RunDir, info: DistInfo, resume: bool,
@@ -126,18 +138,21 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def build_trainable(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, raw_model: torch.nn.Module,
-                    resume: bool, position_key: str, position: Any, init_from: Path | None = None) -> Trainable:
+def build_recipe_setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, tokenizer: Tokenizer,
+                       raw_model: torch.nn.Module, resume: bool, position_key: str, position: Any,
+                       init_from: Path | None = None) -> RecipeSetup:
     """Optimizer, schedule and best tracker for `raw_model` (first given `init_from`'s weights); on resume,
     restore them, the weights and the data `position` (a recipe's sampler, checkpointed under
     `position_key`) from the run's checkpoint."""
     torch.manual_seed(cfg.seed + info.rank)  # dropout masks differ across ranks, not with the model's init
-    t = cfg.train
+    train_cfg = cfg.train
     if init_from is not None:
         load_weights(raw_model, init_weights(init_from), hint=f"--init-from {init_from} needs a run of this model")
-    optimizer = build_optimizer(raw_model, t.lr, t.weight_decay, (t.beta1, t.beta2), device)
-    scheduler = build_scheduler(optimizer, t.lr, t.min_lr, t.warmup_steps, t.max_steps)
-    tracker = BestTracker(t.patience)
+    optimizer = build_optimizer(raw_model, train_cfg.lr, train_cfg.weight_decay, (train_cfg.beta1, train_cfg.beta2),
+                                device)
+    scheduler = build_scheduler(optimizer, train_cfg.lr, train_cfg.min_lr, train_cfg.warmup_steps,
+                                train_cfg.max_steps)
+    tracker = BestTracker(train_cfg.patience)
     start_step = 0
     if resume and has_checkpoint(run):
         start_step, extras = load_checkpoint(run, raw_model, optimizer, scheduler, info, device)
@@ -148,9 +163,12 @@ def build_trainable(cfg: Config, run: RunDir, info: DistInfo, device: torch.devi
     model = raw_model
     if info.enabled:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if t.compile:
+    if train_cfg.compile:
         model = torch.compile(model)
-    return Trainable(model, optimizer, scheduler, tracker, start_step)
+    return RecipeSetup(cfg=cfg, run=run, info=info, device=device,
+                       precision=resolve_precision(train_cfg.precision, device), tokenizer=tokenizer,
+                       raw_model=raw_model, model=model, optimizer=optimizer, scheduler=scheduler, tracker=tracker,
+                       start_step=start_step, resumed=resume)
 
 
 def _check_resumable(run: RunDir, cfg: Config, step: int, tracker: BestTracker) -> None:
