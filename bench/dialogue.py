@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from seqlab.cli.eval import evaluate_run
 from seqlab.config import load_config
+from seqlab.eval.run_eval import evaluate_run
 from seqlab.models.loading import load_model_from_run
 from seqlab.train.seq2seq import train_seq2seq
 

@@ -123,7 +123,7 @@ def test_labelled_lm_run_generates_from_each_label(cli, tmp_path):
 
 
 def test_chinese_run_is_scored_on_characters(tmp_path):
-    from seqlab.cli.eval import evaluate_run
+    from seqlab.eval.run_eval import evaluate_run
     from seqlab.eval.score import score_texts
     from seqlab.models.loading import load_model_from_run
 
@@ -135,3 +135,10 @@ def test_chinese_run_is_scored_on_characters(tmp_path):
     expected = score_texts(hyps, [examples.references], "zh")
     assert metrics["avg_len"] == expected["avg_len"] == sum(len(h.replace(" ", "")) for h in hyps) / len(hyps)
     assert metrics["rougeL"] == expected["rougeL"]
+
+
+def test_evaluate_run_is_library_code_the_command_uses():
+    import seqlab.cli.eval as command
+    from seqlab.eval.run_eval import evaluate_run
+
+    assert command.evaluate_run is evaluate_run  # `from seqlab.cli.eval import evaluate_run` still works
