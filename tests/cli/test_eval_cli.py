@@ -141,4 +141,4 @@ def test_evaluate_run_is_library_code_the_command_uses():
     import seqlab.cli.eval as command
     from seqlab.eval.run_eval import evaluate_run
 
-    assert command.evaluate_run is evaluate_run  # `from seqlab.cli.eval import evaluate_run` still works
+    assert command.evaluate_run is evaluate_run  # the command is a thin adapter over the library function

@@ -9,7 +9,7 @@ import typer
 from seqlab.cli.decode_options import DECODING, decode_options
 from seqlab.cli.options import DeviceOpt, JsonOpt, SeedOpt, print_json
 from seqlab.errors import SeqlabError
-from seqlab.eval.run_eval import evaluate_run  # re-exported: a documented example imports it from here
+from seqlab.eval.run_eval import evaluate_run
 
 SPLITS = ("test", "val", "all")
 SHOWN_EXAMPLES = 3
