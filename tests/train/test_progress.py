@@ -2,7 +2,7 @@ import io
 
 from rich.console import Console
 
-from seqlab.train.progress import TrainProgress
+from seqlab.train.progress import RichReporter, TrainProgress
 
 
 def test_bar_shows_step_loss_tokens_per_second_and_eta():
@@ -37,3 +37,24 @@ def test_throughput_counts_training_time_only(monkeypatch):
     now[0] += 3.0
     assert clock.tick(30_000) == 10000.0
     assert clock.overall == 40000 / 5.0
+
+
+def test_seqgan_reporter_shows_the_phase_and_its_latest_values():
+    out = io.StringIO()
+    with RichReporter(enabled=True, console=Console(file=out, force_terminal=True, width=140)) as reporter:
+        reporter.phase("D pre-training", 4, 1)
+        reporter.update(2, d_acc=0.75)
+        reporter.phase("adversarial", 3, 0)
+        reporter.update(1, reward=0.5)
+        reporter.update(2, nll=9.1234)
+    last = out.getvalue().rsplit("\r", 1)[-1]  # the bar as it was left: the last phase, its values only
+    assert "adversarial" in last and "2/3" in last and "reward 0.500  NLL-oracle 9.123" in last
+    assert "D acc" not in last
+
+
+def test_seqgan_reporter_disabled_prints_nothing():
+    out = io.StringIO()
+    with RichReporter(enabled=False, console=Console(file=out, force_terminal=True)) as reporter:
+        reporter.phase("adversarial", 3, 0)
+        reporter.update(1, reward=0.5)
+    assert out.getvalue() == ""

@@ -1,4 +1,5 @@
-"""A live progress bar on stderr (rank 0, terminals only): step, loss, tokens/s and ETA."""
+"""Live progress bars on stderr (terminals only): `TrainProgress` (step, loss, tokens/s and ETA, rank 0)
+for the trainers, `RichReporter` (phase by phase) for SeqGAN."""
 
 from __future__ import annotations
 
@@ -74,3 +75,44 @@ class Throughput:
     @property
     def overall(self) -> float:
         return self.train_tokens / self.train_time if self.train_time else math.nan
+
+
+class Reporter:
+    """Where a SeqGAN run reports progress; the default says nothing (the CLI passes a `RichReporter`)."""
+
+    def phase(self, label: str, total: int, completed: int) -> None:
+        """A new phase of `total` units starts (`completed` already done, when resuming)."""
+
+    def update(self, completed: int, **fields: float) -> None:
+        """Progress within the phase, with values to show (nll, d_acc, ...)."""
+
+
+class RichReporter(Reporter):
+    """A rich progress bar on stderr: phase, units done, NLL-oracle, D accuracy, loss / reward."""
+
+    def __init__(self, enabled: bool, console: Console | None = None):
+        console = console or Console(stderr=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                                 disable=not (enabled and console.is_terminal))
+        self.task = None
+        self.values: dict[str, float] = {}
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def phase(self, label: str, total: int, completed: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.values = {}
+        self.task = self.progress.add_task(label, total=max(total, 1), completed=completed, info="")
+
+    def update(self, completed: int, **fields: float) -> None:
+        self.values |= fields
+        names = {"nll": "NLL-oracle", "d_acc": "D acc", "loss": "loss", "reward": "reward"}
+        info = "  ".join(f"{names.get(k, k)} {v:.3f}" for k, v in self.values.items())
+        self.progress.update(self.task, completed=completed, info=info)

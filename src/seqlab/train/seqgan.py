@@ -45,6 +45,7 @@ from seqlab.models.discriminator import Discriminator
 from seqlab.models.oracle import OracleLSTM
 from seqlab.models.seqgan_generator import SequenceGenerator, build_generator
 from seqlab.train.interrupt import InterruptFlag
+from seqlab.train.progress import Reporter
 from seqlab.train.state import rng_state, set_rng_state
 
 METHODS = ("random", "mle", "ss", "pg_bleu", "seqgan")
@@ -217,19 +218,6 @@ def g_optimizer(generator: torch.nn.Module, lr: float, device: torch.device) -> 
 
 def d_optimizer(discriminator: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
     return torch.optim.Adam(discriminator.parameters(), lr=lr, fused=device.type == "cuda" or None)
-
-
-# ----------------------------------------------------------------------------- progress
-
-
-class Reporter:
-    """Where the experiment reports progress; the default says nothing (the CLI passes a rich bar)."""
-
-    def phase(self, label: str, total: int, completed: int) -> None:
-        """A new phase of `total` units starts (`completed` already done, when resuming)."""
-
-    def update(self, completed: int, **fields: float) -> None:
-        """Progress within the phase, with values to show (nll, d_acc, ...)."""
 
 
 # ----------------------------------------------------------------------------- the experiment

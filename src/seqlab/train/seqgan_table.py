@@ -21,7 +21,8 @@ from seqlab.config import INT_LIMIT, parse_value
 from seqlab.errors import ConfigError
 from seqlab.io import read_json, write_json
 from seqlab.models.oracle import build_oracle
-from seqlab.train.seqgan import METHODS, PAPER_TABLE, PRESETS, OracleExperiment, OracleProtocol, Reporter
+from seqlab.train.progress import RichReporter
+from seqlab.train.seqgan import METHODS, PAPER_TABLE, PRESETS, OracleExperiment, OracleProtocol
 
 # fields that change speed, not results: a run may be resumed with other values
 _SPEED_ONLY = ("compile", "checkpoint_every_s")
@@ -119,37 +120,3 @@ def plot_curves(results: dict[int, dict[str, dict]], protocol: OracleProtocol, p
     return plot_learning_curves(curves, path, vline=protocol.pretrain_epochs, xlabel="epoch (MLE) / round (adversarial)",
                                 ylabel="NLL-oracle (nats/token)", title="SeqGAN synthetic oracle",
                                 vline_label="adversarial training starts")
-
-
-class RichReporter(Reporter):
-    """A rich progress bar on stderr: phase, units done, NLL-oracle, D accuracy, loss / reward."""
-
-    def __init__(self, enabled: bool):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        console = Console(stderr=True)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
-                                 disable=not (enabled and console.is_terminal))
-        self.task = None
-        self.values: dict[str, float] = {}
-
-    def __enter__(self) -> RichReporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def phase(self, label: str, total: int, completed: int) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.values = {}
-        self.task = self.progress.add_task(label, total=max(total, 1), completed=completed, info="")
-
-    def update(self, completed: int, **fields: float) -> None:
-        self.values |= fields
-        names = {"nll": "NLL-oracle", "d_acc": "D acc", "loss": "loss", "reward": "reward"}
-        info = "  ".join(f"{names.get(k, k)} {v:.3f}" for k, v in self.values.items())
-        self.progress.update(self.task, completed=completed, info=info)

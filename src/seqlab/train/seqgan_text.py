@@ -141,7 +141,7 @@ def train_text_seqgan(cfg: TextSeqganConfig, out: Path, device: torch.device, sh
     """Train (or resume) MLE then SeqGAN on `cfg.data` in `out`; the evaluation report."""
     from seqlab.data.corpora import load_corpus
     from seqlab.data.tokenizers import load_tokenizer, train_tokenizer
-    from seqlab.train.seqgan_table import RichReporter
+    from seqlab.train.progress import RichReporter
 
     out = Path(out)
     _check_run_dir(out, cfg)
