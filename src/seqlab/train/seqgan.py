@@ -10,6 +10,8 @@ Methods (the paper's Table 1):
 - seqgan: `pretrain_epochs` of MLE, D pre-training, then adversarial rounds.
 The MLE runs of mle, pg_bleu and seqgan are one trajectory (same seed, same data order): pg_bleu
 and seqgan start from its snapshots at their pre-training epochs, so MLE is trained once.
+The policy-gradient methods run the adversarial loop of seqlab.train.adversarial (shared with
+`seqlab seqgan train`), which also holds the training steps.
 
 Each method lives in `OUT/<method>/` with a checkpoint (`state.{safetensors,json}`: weights,
 optimizers, RNG, position, curve, elapsed time) written at least every `checkpoint_every_s`
@@ -33,17 +35,30 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seqlab.checkpoint import commit_state, finish_commit, load_state, load_weights, save_weights
+from seqlab.checkpoint import commit_state, load_weights, save_weights
 from seqlab.errors import ConfigError
-from seqlab.gan.losses import mle_loss, policy_gradient_loss
 from seqlab.gan.oracle_corpus import oracle_sequences
-from seqlab.gan.rewards import NgramBleu, ScoreFn, discriminator_score, rollout_rewards
-from seqlab.gan.rollout import RolloutPolicy
+from seqlab.gan.rewards import NgramBleu, ScoreFn
 from seqlab.gan.scheduled_sampling import gold_probability, scheduled_sampling_logits
 from seqlab.io import read_json, write_json
 from seqlab.models.discriminator import Discriminator
 from seqlab.models.oracle import OracleLSTM
 from seqlab.models.seqgan_generator import SequenceGenerator, build_generator
+from seqlab.train.adversarial import (
+    AdversarialSchedule,
+    AdversarialTrainer,
+    SavePoints,
+    g_optimizer,
+    load_checkpoint_state,
+    mle_epoch,
+    new_discriminator,
+    weights,
+)
+from seqlab.train.adversarial import (
+    compile_discriminator as compile_discriminator,  # re-exported (bench, tests)
+)
+from seqlab.train.adversarial import d_optimizer as d_optimizer
+from seqlab.train.adversarial import train_discriminator as train_discriminator
 from seqlab.train.interrupt import InterruptFlag
 from seqlab.train.progress import Reporter
 from seqlab.train.state import rng_state, set_rng_state
@@ -114,112 +129,6 @@ PRESETS: dict[str, OracleProtocol] = {
 }
 
 
-# ----------------------------------------------------------------------------- training steps
-
-
-def mle_epoch(generator: SequenceGenerator, optimizer: torch.optim.Optimizer, data: Tensor, batch_size: int,
-              grad_clip: float, logits_fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """One epoch of teacher-forced MLE over data [N, T] (shuffled, last partial batch dropped, as the
-    authors' loader); `logits_fn(batch)` replaces `generator(batch)` (scheduled sampling). Mean loss (device)."""
-    order = torch.randperm(data.shape[0], device=data.device)
-    total = torch.zeros((), device=data.device)
-    steps = data.shape[0] // batch_size
-    for i in range(steps):
-        batch = data[order[i * batch_size:(i + 1) * batch_size]]  # (B, T)
-        loss = mle_loss((logits_fn or generator)(batch), batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(generator.parameters(), grad_clip)
-        optimizer.step()
-        total += loss.detach()
-    return total / max(steps, 1)
-
-
-def train_discriminator(discriminator: Discriminator, optimizer: torch.optim.Optimizer, real: Tensor, fake: Tensor,
-                        epochs: int, batch_size: int) -> Tensor:
-    """`epochs` epochs over real (label 1) + fake (label 0), shuffled; training accuracy (device tensor)."""
-    plain = _unwrap(discriminator)  # the module itself under torch.compile
-    seqs = torch.cat([real, fake])  # (N, T)
-    labels = torch.cat([real.new_ones(real.shape[0]), fake.new_zeros(fake.shape[0])])
-    correct = torch.zeros((), device=seqs.device)
-    steps = seqs.shape[0] // batch_size
-    discriminator.train()
-    for _ in range(epochs):
-        order = torch.randperm(seqs.shape[0], device=seqs.device)
-        for i in range(steps):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            logits = discriminator(seqs[idx])  # (B, 2)
-            loss = torch.nn.functional.cross_entropy(logits, labels[idx]) + plain.l2_reg * plain.l2_penalty()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            correct += (logits.detach().argmax(1) == labels[idx]).sum()
-    return correct / max(epochs * steps * batch_size, 1)
-
-
-def policy_gradient_step(generator: SequenceGenerator, optimizer: torch.optim.Optimizer, rollout: RolloutPolicy,
-                         score: ScoreFn, batch_size: int, num_rollouts: int, grad_clip: float) -> Tensor:
-    """Sample a batch, estimate Q by batched rollouts, take one step on −Σ log G(y_t|y_<t)·Q(t); mean Q."""
-    seqs = generator.sample(batch_size)  # (B, T)
-    rewards = rollout_rewards(rollout.model, score, seqs, num_rollouts)  # (B, T)
-    loss = policy_gradient_loss(generator.log_probs(seqs), rewards)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(generator.parameters(), grad_clip)
-    optimizer.step()
-    rollout.update(generator)
-    return rewards.mean()
-
-
-def compile_discriminator(discriminator: Discriminator, device: torch.device) -> torch.nn.Module:
-    """torch.compile D; on CUDA in "reduce-overhead" mode, so each small step replays CUDA graphs
-    (forward and backward) instead of launching ~200 kernels one by one."""
-    return torch.compile(discriminator, mode="reduce-overhead" if device.type == "cuda" else "default", dynamic=False)
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    return getattr(module, "_orig_mod", module)
-
-
-def new_discriminator(vocab_size: int, seq_len: int, seed: int, device: torch.device) -> Discriminator:
-    """D at a seeded initialisation: the same whatever ran before it in the process (a resumed run too)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return Discriminator(vocab_size, seq_len).to(device)
-
-
-def load_checkpoint_state(path: Path) -> dict[str, Any] | None:
-    """The state saved by `commit_state` at `path`, or None when there is none."""
-    finish_commit(path)
-    return load_state(path) if path.with_suffix(".json").is_file() else None
-
-
-class SavePoints:
-    """When a SeqGAN trainer checkpoints, at the end of each epoch / iteration / round: at the end of a
-    phase (`force`), once `every_s` seconds have passed since the last checkpoint, and when Ctrl-C or
-    SIGTERM asked to stop, after which it raises `Interrupted` with `stop_message`."""
-
-    def __init__(self, interrupt: InterruptFlag, every_s: float, stop_message: str):
-        self.interrupt, self.every_s, self.stop_message = interrupt, every_s, stop_message
-        self.last = time.perf_counter()
-
-    def __call__(self, save: Callable[[], None], force: bool = False) -> None:
-        stop = self.interrupt.requested
-        if force or stop or time.perf_counter() - self.last >= self.every_s:
-            save()
-            self.last = time.perf_counter()
-        if stop:
-            raise self.interrupt.stop(self.stop_message)
-
-
-def g_optimizer(generator: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
-    return torch.optim.Adam(generator.parameters(), lr=lr, fused=device.type == "cuda" or None)
-
-
-def d_optimizer(discriminator: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
-    return torch.optim.Adam(discriminator.parameters(), lr=lr, fused=device.type == "cuda" or None)
-
-
 # ----------------------------------------------------------------------------- the experiment
 
 
@@ -276,6 +185,9 @@ class OracleExperiment:
 
     def _checkpoint(self, method: str, state: dict[str, Any]) -> None:
         commit_state(self.dir / method / "state", {**state, "rng": rng_state(self.device)})
+        self._checkpointed(method)
+
+    def _checkpointed(self, method: str) -> None:
         if self.on_checkpoint is not None:
             self.on_checkpoint(method)
 
@@ -347,7 +259,7 @@ class OracleExperiment:
 
         def save() -> None:
             self._checkpoint(method, {"epoch": epoch, "elapsed": elapsed, "curve": curve,
-                                      "generator": _weights(generator), "optimizer": optimizer.state_dict()})
+                                      "generator": weights(generator), "optimizer": optimizer.state_dict()})
 
         while epoch < until:
             logits_fn = None
@@ -365,7 +277,7 @@ class OracleExperiment:
                 self._snapshot(generator, epoch, curve[-1][1], elapsed)
             self.report.update(epoch, **fields)
             save_point(save, force=epoch == until or epoch in snapshots)
-        return {"epoch": epoch, "elapsed": elapsed, "curve": curve, "generator": _weights(generator)}
+        return {"epoch": epoch, "elapsed": elapsed, "curve": curve, "generator": weights(generator)}
 
     def _snapshot(self, generator: SequenceGenerator, epoch: int, nll: float, elapsed: float) -> None:
         path = self.dir / "mle" / f"generator_epoch{epoch}.safetensors"
@@ -393,80 +305,33 @@ class OracleExperiment:
                      score: ScoreFn | None) -> dict[str, Any]:
         """D pre-training (when there is a D), then `rounds` of {PG step; D training}; resumable."""
         p = self.p
-        g_opt = g_optimizer(generator, p.g_lr, self.device)
-        rollout = RolloutPolicy(generator, p.rollout_rate)
-        d_opt = d_optimizer(discriminator, p.d_lr, self.device) if discriminator is not None else None
-        d_train = discriminator
-        if discriminator is not None:
-            d_train = compile_discriminator(discriminator, self.device) if p.compile else discriminator
-            score = discriminator_score(d_train)
-        state = self._resume(method)
-        if state is None:
+        schedule = AdversarialSchedule(
+            batch_size=p.batch_size, g_lr=p.g_lr, d_lr=p.d_lr, grad_clip=p.grad_clip, rollout_rate=p.rollout_rate,
+            num_rollouts=num_rollouts, d_pretrain_iters=p.d_pretrain_iters, d_negatives=p.d_negatives,
+            d_epochs=p.d_epochs, rounds=rounds, d_iters_per_round=p.d_iters_per_round, compile=p.compile)
+        state = {"d_iter": 0, "round": 0, "curve": [[x0, nll0]], "d_acc": [], "rewards": [],
+                 "timings": {"mle_pretrain_s": pretrain_s, "d_pretrain_s": 0.0, "adversarial_s": 0.0,
+                             "pg_step_s": 0.0, "eval_s": 0.0}}
+
+        def after_round() -> dict[str, float]:  # a learning-curve point every `curve_every_rounds` rounds
+            st = trainer.state
+            if st["round"] % p.curve_every_rounds and st["round"] != rounds:
+                return {}
+            start = time.perf_counter()
+            st["curve"].append([x0 + st["round"], self.nll_oracle(generator, p.curve_samples)])
+            st["timings"]["eval_s"] += time.perf_counter() - start
+            return {"nll": st["curve"][-1][1]}
+
+        trainer = AdversarialTrainer(generator, discriminator, self.real, schedule, self.device,
+                                     self.dir / method / "state", self.report, state,
+                                     label=f"seed {self.seed} {method}: ", score=score, after_round=after_round,
+                                     on_checkpoint=lambda: self._checkpointed(method))
+        if not trainer.resume():
             self._fresh_rng(method)
-            state = {"d_iter": 0, "round": 0, "curve": [[x0, nll0]], "d_acc": [], "rewards": [],
-                     "timings": {"mle_pretrain_s": pretrain_s, "d_pretrain_s": 0.0, "adversarial_s": 0.0,
-                                 "pg_step_s": 0.0, "eval_s": 0.0}}
-        else:
-            self._restore(state, generator, g_opt, rollout, discriminator, d_opt)
-        d_iters = p.d_pretrain_iters if discriminator is not None else 0
-        save_point = self._save_points(method)
-
-        def save() -> None:
-            self._checkpoint(method, {**state, **_adversarial_tensors(generator, g_opt, rollout, discriminator, d_opt)})
-
-        self.report.phase(f"seed {self.seed} {method}: D pre-training", d_iters, state["d_iter"])
-        while state["d_iter"] < d_iters:
-            self._timed(state, "d_pretrain_s", lambda: self._d_iteration(d_train, d_opt, generator, state))
-            state["d_iter"] += 1
-            self.report.update(state["d_iter"], d_acc=state["d_acc"][-1])
-            save_point(save, force=state["d_iter"] == d_iters)
-        self.report.phase(f"seed {self.seed} {method}: adversarial", rounds, state["round"])
-        while state["round"] < rounds:
-            self._timed(state, "adversarial_s",
-                        lambda: self._round(method, generator, g_opt, rollout, score, num_rollouts, d_train, d_opt,
-                                            state))
-            state["round"] += 1
-            fields = {"reward": state["rewards"][-1]}
-            if state["round"] % p.curve_every_rounds == 0 or state["round"] == rounds:
-                self._timed(state, "eval_s", lambda: state["curve"].append(
-                    [x0 + state["round"], self.nll_oracle(generator, p.curve_samples)]))
-                fields["nll"] = state["curve"][-1][1]
-            if discriminator is not None:
-                fields["d_acc"] = state["d_acc"][-1]
-            self.report.update(state["round"], **fields)
-            save_point(save, force=state["round"] == rounds)
+        trainer.run(self._save_points(method))
         nll = self.nll_oracle(generator, p.eval_samples)
-        return {"nll_oracle": nll, "curve": state["curve"], "d_acc": state["d_acc"], "timings": self._timings(state)}
-
-    def _round(self, method: str, generator: SequenceGenerator, g_opt: torch.optim.Optimizer, rollout: RolloutPolicy,
-               score: ScoreFn, num_rollouts: int, d_train: torch.nn.Module | None, d_opt: torch.optim.Optimizer | None,
-               state: dict[str, Any]) -> None:
-        start = time.perf_counter()
-        reward = policy_gradient_step(generator, g_opt, rollout, score, self.p.batch_size, num_rollouts,
-                                      self.p.grad_clip)
-        state["rewards"].append(float(reward))
-        state["timings"]["pg_step_s"] += time.perf_counter() - start
-        for _ in range(self.p.d_iters_per_round if d_train is not None else 0):
-            self._d_iteration(d_train, d_opt, generator, state)
-
-    def _d_iteration(self, discriminator: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     generator: SequenceGenerator, state: dict[str, Any]) -> None:
-        """`d_negatives` fresh negatives from G and as many real sequences (all of them in the paper's
-        protocol, else a random subset), then `d_epochs` epochs over both."""
-        generator.eval()
-        fake = generator.sample(self.p.d_negatives)
-        generator.train()
-        real = self.real
-        if self.p.d_negatives < real.shape[0]:
-            real = real[torch.randperm(real.shape[0], device=real.device)[: self.p.d_negatives]]
-        acc = train_discriminator(discriminator, optimizer, real, fake, self.p.d_epochs, self.p.batch_size)
-        state["d_acc"].append(float(acc))
-
-    @staticmethod
-    def _timed(state: dict[str, Any], key: str, fn: Callable[[], None]) -> None:
-        start = time.perf_counter()
-        fn()
-        state["timings"][key] += time.perf_counter() - start
+        return {"nll_oracle": nll, "curve": trainer.state["curve"], "d_acc": trainer.state["d_acc"],
+                "timings": self._timings(trainer.state)}
 
     def _timings(self, state: dict[str, Any]) -> dict[str, float]:
         t = dict(state["timings"])
@@ -474,31 +339,3 @@ class OracleExperiment:
         rounds = max(state["round"], 1)
         t["round_s"] = t["adversarial_s"] / rounds
         return t
-
-    @staticmethod
-    def _restore(state: dict[str, Any], generator: SequenceGenerator, g_opt: torch.optim.Optimizer,
-                 rollout: RolloutPolicy, discriminator: Discriminator | None,
-                 d_opt: torch.optim.Optimizer | None) -> None:
-        generator.load_state_dict(state.pop("generator"))
-        g_opt.load_state_dict(state.pop("g_opt"))
-        if "rollout" in state:
-            rollout.model.load_state_dict(state.pop("rollout"))
-        if discriminator is not None:
-            discriminator.load_state_dict(state.pop("discriminator"))
-            d_opt.load_state_dict(state.pop("d_opt"))
-        state.pop("rng")
-
-
-def _adversarial_tensors(generator: SequenceGenerator, g_opt: torch.optim.Optimizer, rollout: RolloutPolicy,
-                         discriminator: Discriminator | None, d_opt: torch.optim.Optimizer | None) -> dict[str, Any]:
-    """What an adversarial checkpoint holds besides the counters and curves (see `_restore`)."""
-    tensors = {"generator": _weights(generator), "g_opt": g_opt.state_dict()}
-    if rollout.model is not generator:
-        tensors["rollout"] = _weights(rollout.model)
-    if discriminator is not None:
-        tensors |= {"discriminator": _weights(discriminator), "d_opt": d_opt.state_dict()}
-    return tensors
-
-
-def _weights(module: torch.nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in _unwrap(module).state_dict().items()}

@@ -2,7 +2,7 @@
 
 Each text (a document, an example, or a line of a .txt file) becomes `<bos>`-started tokens + `<eos>`, padded with `<pad>` to `max_len` tokens (a text
 that does not fit is an error unless `longer` is `truncate` or `drop`). G is pre-trained by MLE,
-D pre-trained, then adversarial rounds run as in the oracle protocol (seqlab.train.seqgan).
+D pre-trained, then adversarial rounds run by the oracle protocol's loop (seqlab.train.adversarial).
 Generated texts end at their first `<eos>`; they are scored against the held-out texts with
 BLEU-n = mean sentence BLEU against the whole held-out pool (`seqlab.eval.bleu.pooled_bleu`) and
 with self-BLEU (`seqlab.eval.self_bleu`).
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,25 +29,13 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from seqlab.checkpoint import commit_state, load_weights, save_weights
+from seqlab.checkpoint import load_weights, save_weights
 from seqlab.errors import ConfigError, DataError, SeqlabError
-from seqlab.gan.rewards import discriminator_score
-from seqlab.gan.rollout import RolloutPolicy
 from seqlab.io import atomic_path, read_json, write_json
 from seqlab.models.discriminator import WIDTHS
 from seqlab.models.seqgan_generator import LSTMGenerator, SequenceGenerator, build_generator
+from seqlab.train.adversarial import AdversarialSchedule, AdversarialTrainer, SavePoints, new_discriminator
 from seqlab.train.interrupt import InterruptFlag
-from seqlab.train.seqgan import (
-    SavePoints,
-    d_optimizer,
-    g_optimizer,
-    load_checkpoint_state,
-    mle_epoch,
-    new_discriminator,
-    policy_gradient_step,
-    train_discriminator,
-)
-from seqlab.train.state import rng_state, set_rng_state
 
 LONGER = ("error", "truncate", "drop")
 _SPEED_ONLY = ("checkpoint_every_s",)  # settings a resumed run may change
@@ -159,7 +146,7 @@ def train_text_seqgan(cfg: TextSeqganConfig, out: Path, device: torch.device, sh
         raise DataError(f"{cfg.data}: {data.shape[0]} training texts, fewer than one batch ({cfg.batch_size})")
     with RichReporter(enabled=show_progress) as reporter, InterruptFlag() as interrupt:
         trainer = _TextTrainer(cfg, out, device, data, tokenizer.vocab_size, tokenizer.token_to_id("<bos>"), reporter)
-        trainer.run(interrupt)
+        trainer.train(interrupt)
     report = {"data": cfg.data, "train_texts": data.shape[0], "val_texts": len(val_texts),
               "vocab_size": tokenizer.vocab_size, "timings": trainer.state["timings"]}
     for name, file in (("mle", "mle_generator.safetensors"), ("seqgan", "generator.safetensors")):
@@ -262,105 +249,37 @@ def _split(texts: list[str], val_fraction: float, seed: int) -> tuple[list[str],
     return distinct[n_val:], distinct[:n_val]
 
 
-class _TextTrainer:
-    """MLE pre-training -> D pre-training -> adversarial rounds, checkpointed at least every
-    `checkpoint_every_s` seconds, at the end of every phase, and when a stop is requested."""
+class _TextTrainer(AdversarialTrainer):
+    """The adversarial loop (seqlab.train.adversarial) with MLE pre-training, on the encoded texts; G
+    and D at their seeded initialisations, the MLE generator saved when pre-training ends."""
 
     def __init__(self, cfg: TextSeqganConfig, out: Path, device: torch.device, data: Tensor, vocab_size: int,
                  bos: int, reporter: Any):
-        self.cfg, self.out, self.device, self.data, self.report = cfg, out, device, data, reporter
-        self.vocab_size, self.bos = vocab_size, bos
-        self.generator = self.new_generator()
-        self.discriminator = new_discriminator(vocab_size, cfg.max_len, cfg.seed, device)
-        self.g_opt = g_optimizer(self.generator, cfg.g_lr, device)
-        self.d_opt = d_optimizer(self.discriminator, cfg.d_lr, device)
-        self.rollout: RolloutPolicy | None = None  # from the end of MLE pre-training on
-        self.state: dict[str, Any] = {"epoch": 0, "mle_done": False, "d_iter": 0, "round": 0, "d_acc": [],
-                                      "rewards": [],
-                                      "timings": {"mle_pretrain_s": 0.0, "d_pretrain_s": 0.0, "adversarial_s": 0.0}}
+        self.cfg, self.out, self.device, self.vocab_size, self.bos = cfg, out, device, vocab_size, bos
+        schedule = AdversarialSchedule(
+            batch_size=cfg.batch_size, g_lr=cfg.g_lr, d_lr=cfg.d_lr, grad_clip=cfg.grad_clip,
+            rollout_rate=cfg.rollout_rate, num_rollouts=cfg.num_rollouts, d_pretrain_iters=cfg.d_pretrain_iters,
+            d_negatives=data.shape[0], d_epochs=cfg.d_epochs, rounds=cfg.adv_rounds,
+            d_iters_per_round=cfg.d_iters_per_round, mle_epochs=cfg.pretrain_epochs)
+        state = {"epoch": 0, "mle_done": False, "d_iter": 0, "round": 0, "d_acc": [], "rewards": [],
+                 "timings": {"mle_pretrain_s": 0.0, "d_pretrain_s": 0.0, "adversarial_s": 0.0, "pg_step_s": 0.0}}
+        super().__init__(self.new_generator(), new_discriminator(vocab_size, cfg.max_len, cfg.seed, device), data,
+                         schedule, device, out / "state", reporter, state,
+                         pretrained=lambda: save_weights(self.generator, out / "mle_generator.safetensors"),
+                         upgrade=self._upgrade)
 
     def new_generator(self) -> SequenceGenerator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
             return _new_generator(self.cfg, self.vocab_size, self.bos).to(self.device)
 
-    def run(self, interrupt: InterruptFlag) -> None:
-        cfg = self.cfg
-        if not self._resume():
-            torch.manual_seed(cfg.seed + 1)
-        save_point = SavePoints(interrupt, cfg.checkpoint_every_s, f"interrupted: checkpoint saved in {self.out}; "
-                                f"continue with the same `seqlab seqgan train ... --out {self.out}` command")
-        st = self.state  # bound after `_resume`, which replaces it
-        self.report.phase("MLE pre-training", cfg.pretrain_epochs, st["epoch"])
-        while st["epoch"] < cfg.pretrain_epochs:
-            loss = self._timed("mle_pretrain_s", lambda: mle_epoch(self.generator, self.g_opt, self.data,
-                                                                    cfg.batch_size, cfg.grad_clip))
-            st["epoch"] += 1
-            self.report.update(st["epoch"], loss=float(loss))
-            save_point(self._checkpoint)
-        if not st["mle_done"]:  # the end of MLE: its snapshot, a fresh Adam for the PG phase, the rollout copy
-            save_weights(self.generator, self.out / "mle_generator.safetensors")
-            self.g_opt = g_optimizer(self.generator, cfg.g_lr, self.device)
-            self.rollout = RolloutPolicy(self.generator, cfg.rollout_rate)
-            st["mle_done"] = True
-            save_point(self._checkpoint, force=True)
-        self.report.phase("D pre-training", cfg.d_pretrain_iters, st["d_iter"])
-        while st["d_iter"] < cfg.d_pretrain_iters:
-            self._timed("d_pretrain_s", self._d_iteration)
-            st["d_iter"] += 1
-            self.report.update(st["d_iter"], d_acc=st["d_acc"][-1])
-            save_point(self._checkpoint, force=st["d_iter"] == cfg.d_pretrain_iters)
-        self.report.phase("adversarial", cfg.adv_rounds, st["round"])
-        score = discriminator_score(self.discriminator)
-        while st["round"] < cfg.adv_rounds:
-            self._timed("adversarial_s", lambda: self._round(score))
-            st["round"] += 1
-            self.report.update(st["round"], reward=st["rewards"][-1], d_acc=st["d_acc"][-1])
-            save_point(self._checkpoint, force=st["round"] == cfg.adv_rounds)
+    def train(self, interrupt: InterruptFlag) -> None:
+        if not self.resume():
+            torch.manual_seed(self.cfg.seed + 1)
+        self.run(SavePoints(interrupt, self.cfg.checkpoint_every_s, f"interrupted: checkpoint saved in {self.out}; "
+                            f"continue with the same `seqlab seqgan train ... --out {self.out}` command"))
         save_weights(self.generator, self.out / "generator.safetensors")
 
-    def _round(self, score: Any) -> None:
-        reward = policy_gradient_step(self.generator, self.g_opt, self.rollout, score, self.cfg.batch_size,
-                                      self.cfg.num_rollouts, self.cfg.grad_clip)
-        self.state["rewards"].append(float(reward))
-        for _ in range(self.cfg.d_iters_per_round):
-            self._d_iteration()
-
-    def _d_iteration(self) -> None:
-        self.generator.eval()
-        fake = self.generator.sample(self.data.shape[0])
-        self.generator.train()
-        acc = train_discriminator(self.discriminator, self.d_opt, self.data, fake, self.cfg.d_epochs,
-                                  self.cfg.batch_size)
-        self.state["d_acc"].append(float(acc))
-
-    def _timed(self, key: str, fn: Any) -> Any:
-        start = time.perf_counter()
-        result = fn()
-        self.state["timings"][key] += time.perf_counter() - start
-        return result
-
-    def _checkpoint(self) -> None:
-        tensors = {"generator": self.generator.state_dict(), "g_opt": self.g_opt.state_dict(),
-                   "discriminator": self.discriminator.state_dict(), "d_opt": self.d_opt.state_dict()}
-        if self.rollout is not None and self.rollout.model is not self.generator:
-            tensors["rollout"] = self.rollout.model.state_dict()
-        commit_state(self.out / "state", {**self.state, **tensors, "rng": rng_state(self.device)})
-
-    def _resume(self) -> bool:
-        state = load_checkpoint_state(self.out / "state")
-        if state is None:
-            return False
+    def _upgrade(self, state: dict[str, Any]) -> None:
         # a checkpoint from before `mle_done` was recorded: the MLE snapshot's file said it
         state.setdefault("mle_done", (self.out / "mle_generator.safetensors").is_file())
-        self.generator.load_state_dict(state.pop("generator"))
-        if state["mle_done"]:
-            self.rollout = RolloutPolicy(self.generator, self.cfg.rollout_rate)
-            if "rollout" in state:
-                self.rollout.model.load_state_dict(state.pop("rollout"))
-        self.g_opt.load_state_dict(state.pop("g_opt"))
-        self.discriminator.load_state_dict(state.pop("discriminator"))
-        self.d_opt.load_state_dict(state.pop("d_opt"))
-        set_rng_state(state.pop("rng"), self.device)
-        self.state = state
-        return True
