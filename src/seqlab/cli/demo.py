@@ -256,21 +256,24 @@ def evaluate_and_sample(run: str, limit: int | None, device: str, seed: int,
         options = {k: v for k, v in vars(opts).items() if v is not None}
         if model.is_encoder_decoder:
             texts = generate_texts(model, tok, ids, options)
-        else:  # greedy loops within a context; a sample goes on for LM_CHARS, a window at a time
-            texts = [continue_text(model, tok, i, options, whole=strategy != "greedy") for i in ids]
+        else:  # greedy loops within a context; a sample goes on for LM_CHARS, a window at a time, its own seed
+            texts = [continue_text(model, tok, i, {**options, "seed": seed + 1000 * k}, whole=strategy != "greedy")
+                     for k, i in enumerate(ids)]
         for p, text in zip(prompts, texts, strict=True):
             samples[p][strategy] = text
     return metrics, samples
 
 
 def continue_text(model: Any, tok: Any, ids: list[int], options: dict[str, Any], whole: bool) -> str:
-    """The LM's continuation of `ids`: `max_new_tokens` of it when `whole`, generated a window at a time (each
-    piece sees the last half-context of text: the demo LM's context is 64 characters), else one window's worth."""
+    """The LM's continuation of `ids`: `max_new_tokens` of it when `whole`, generated a piece at a time (each
+    piece of a quarter context sees the text's last three quarters: the demo LM's context is 64 characters),
+    else what fits after the prompt. The caller gives each prompt its own seed: with the same random draws,
+    two prompts' samples ran into the same text and stayed on it; each piece adds its index to it."""
     import torch
 
     from seqlab.decode import generate
 
-    window, limit = model.max_length // 2, options["max_new_tokens"]
+    window, limit = model.max_length * 3 // 4, options["max_new_tokens"]
     out, piece = list(ids), 0
     while len(out) - len(ids) < limit:
         context = out[-window:]
@@ -308,7 +311,7 @@ def format_samples(samples: dict[str, dict[str, dict[str, str]]]) -> str:
                          "(the prompt, then the model's text)")
             for prompt, outputs in by_prompt.items():
                 text = (prompt + outputs["sample"]).rstrip()
-                lines += [f"      | {line}" for line in text.splitlines()[:14]] + ["      |"]
+                lines += [f"      | {line}".rstrip() for line in text.splitlines()[:14]] + ["      |"]
             first = next(iter(by_prompt))
             lines.append(f"      greedy instead (the likeliest character every time) loops: {_flat(first)} "
                          f"-> {_flat(by_prompt[first]['greedy'], 60)}")
