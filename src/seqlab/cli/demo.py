@@ -42,7 +42,7 @@ LM_STRATEGIES = {"sample": SAMPLE, "greedy": GREEDY}  # the char LM: sampling sh
 STRATEGY_NOTES = {
     "greedy": "the likeliest word at each step: deterministic, good for short answers",
     "beam 5": "keeps the 5 likeliest partial replies: the most likely whole reply",
-    "sample": "draws each word (temperature 0.8, top-p 0.9): variety, another seed gives another reply"}
+    "sample": "draws each word (temperature 0.8, top-p 0.9): variety, where the model is unsure"}
 LM_CHARS = {"full": 300, "quick": 8}  # characters sampled after each LM prompt
 
 # (preset, overrides): full demo, then --quick (seconds, for the test)
