@@ -93,7 +93,7 @@ class RunDir:
         default. A file with the header but not the end was cut short. A file with neither (written
         before these lines existed, or rewritten by another tool) must name every key. A file that
         does not parse, is empty, or lacks keys is refused, naming them. Hand-written configs for
-        `seqlab train CONFIG` may leave keys out: this applies to a run's stored config only.
+        `seqlab train PRESET` may leave keys out: this applies to a run's stored config only.
         """
         if not self.config.is_file():
             raise SeqlabError(f"{self.path} is not a seqlab run directory (no config.yaml)")

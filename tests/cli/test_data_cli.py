@@ -237,7 +237,7 @@ def test_deeply_nested_json_and_config(cli, tmp_path):
     assert_one_line_error(result)
     assert "deep.jsonl: line 2 is JSON nested too deeply" in result.stderr
     config = bad_file(tmp_path, "deep.yaml", b"data: " + b"{a: " * 10_000 + b"1" + b"}" * 10_000 + b"\n")
-    for args in (["--config", config], ["--set", "data.vocab_size=" + "{a: " * 10_000 + "1" + "}" * 10_000]):
+    for args in (["--preset", config], ["--set", "data.vocab_size=" + "{a: " * 10_000 + "1" + "}" * 10_000]):
         result = cli("data", "prepare", "tang300", *args)
         assert_one_line_error(result)
         assert "nested too deeply" in result.stderr

@@ -284,7 +284,7 @@ def test_init_from_fine_tunes_a_seq2seq_chatbot_on_ones_own_pairs(cli, tmp_path)
 def test_train_into_a_directory_holding_prepared_data_uses_it(cli, tmp_path):
     config = tiny_config(tmp_path, max_steps=2, eval_interval=2)
     run = tmp_path / "run"
-    assert cli("data", "prepare", "tiny.txt", "--config", config, "--seed", "7", "--out", run).exit_code == 0
+    assert cli("data", "prepare", "tiny.txt", "--preset", config, "--seed", "7", "--out", run).exit_code == 0
     (entry,) = (run / "prepared").iterdir()
     r = cli("train", config, "--out", run, "--device", "cpu")
     assert r.exit_code == 0, r.stderr
@@ -293,7 +293,7 @@ def test_train_into_a_directory_holding_prepared_data_uses_it(cli, tmp_path):
     assert not any((tmp_path / "cache").rglob("meta.json"))  # the user cache was not used
 
     other = tmp_path / "other"  # prepared with another seed: prepared again, saying so
-    assert cli("data", "prepare", "tiny.txt", "--config", config, "--seed", "1", "--out", other).exit_code == 0
+    assert cli("data", "prepare", "tiny.txt", "--preset", config, "--seed", "1", "--out", other).exit_code == 0
     r = cli("train", config, "--out", other, "--device", "cpu")
     assert r.exit_code == 0, r.stderr
     assert "holds data prepared with other settings" in r.stderr

@@ -132,7 +132,7 @@ def _print_stats(stats: dict) -> None:
 @data_app.command("prepare")
 def prepare(
     corpus: str = typer.Argument(..., help="A built-in corpus name or a corpus file."),
-    preset: str = typer.Option(None, "--config", help="A preset name or YAML file to start from."),
+    preset: str = typer.Option(None, "--preset", help="A preset name or YAML path to start from (as `seqlab train PRESET`)."),
     overrides: list[str] = SetOpt,
     out: Path = typer.Option(None, "--out", help="A run directory to cache into (default: the user cache)."),
     encoding: str = typer.Option(None, "--encoding", help="Text encoding of the corpus file "

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    config: str = typer.Argument(None, help="A preset name (see `seqlab config`) or a YAML path."),
+    preset: str = typer.Argument(None, help="A preset name (see `seqlab config`) or a YAML path."),
     overrides: list[str] = SetOpt,
     out: Path = typer.Option(None, "--out", help="The new run directory (config, tokenizer, checkpoints, logs)."),
     resume: Path = typer.Option(None, "--resume", help="Continue this run from its last checkpoint, with its own "
@@ -37,20 +37,20 @@ def train(
 
     `--resume RUN --set train.max_steps=N` continues a finished run for more steps (the learning rate stays at
     train.min_lr after the old end); a run killed before its first checkpoint starts again from step 0.
-    `CONFIG --init-from RUN --set data.corpus=NEW --out NEW_RUN` fine-tunes RUN's weights on NEW.
+    `PRESET --init-from RUN --set data.corpus=NEW --out NEW_RUN` fine-tunes RUN's weights on NEW.
     A process trains in a run directory alone (RUN/.lock).
 
-    Multi-GPU / multi-node: `torchrun --nproc_per_node=N -m seqlab train CONFIG --out RUN`.
+    Multi-GPU / multi-node: `torchrun --nproc_per_node=N -m seqlab train PRESET --out RUN`.
     """
     from seqlab.train.interrupt import exit_on_interrupt
     from seqlab.train.run_lock import hold_run_lock
 
     overrides = overrides or []
     if resume is not None:
-        _check_resume_options(config, overrides, out, init_from, resume)
+        _check_resume_options(preset, overrides, out, init_from, resume)
         run_dir, option = resume, "--resume"
     else:
-        cfg = _new_run_config(config, overrides, out, init_from, seed)
+        cfg = _new_run_config(preset, overrides, out, init_from, seed)
         run_dir, option = out, "--out"
     with hold_run_lock(run_dir, option):
         if resume is not None:
@@ -77,13 +77,13 @@ RESUMABLE_KEYS = ("train.max_steps",)  # what `--resume RUN --set` may change (s
 PREPARED_ONLY = {".lock", "prepared", "tokenizer.json"}  # what `seqlab data prepare --out RUN` leaves in RUN
 
 
-def _check_resume_options(config: str | None, overrides: list[str], out: Path | None, init_from: Path | None,
+def _check_resume_options(preset: str | None, overrides: list[str], out: Path | None, init_from: Path | None,
                           resume: Path) -> None:
     """The options `--resume RUN` takes, checked before the run is locked (RUN must exist: it is not created)."""
-    if config is not None or out is not None:
-        raise SeqlabError("--resume RUN continues with the run's own config: drop CONFIG and --out")
+    if preset is not None or out is not None:
+        raise SeqlabError("--resume RUN continues with the run's own config: drop PRESET and --out")
     if init_from is not None:
-        raise SeqlabError("--init-from starts a new run: give CONFIG --init-from RUN --out NEW_RUN, without --resume")
+        raise SeqlabError("--init-from starts a new run: give PRESET --init-from RUN --out NEW_RUN, without --resume")
     others = [k for k in _keys(parse_overrides(overrides)) if k not in RESUMABLE_KEYS]
     if others:
         raise SeqlabError(f"--resume RUN continues with the run's own config; --set {others[0]} cannot change on "
@@ -119,16 +119,16 @@ def _resume_config(resume: Path, overrides: list[str], seed: int | None) -> Conf
     return cfg
 
 
-def _new_run_config(config: str | None, overrides: list[str], out: Path | None, init_from: Path | None,
+def _new_run_config(preset: str | None, overrides: list[str], out: Path | None, init_from: Path | None,
                     seed: int | None) -> Config:
     """The config of a new run, checking the options (and --init-from's run) before anything is created."""
-    if config is None:
-        raise SeqlabError("give a CONFIG (a preset name or a YAML path) or --resume RUN")
+    if preset is None:
+        raise SeqlabError("give a PRESET (a preset name or a YAML path) or --resume RUN")
     if out is None:
         raise SeqlabError("--out RUN is required: the directory the run is written to")
     if out.exists() and not out.is_dir():
         raise SeqlabError(f"--out {str(out)!r} is a file, not a run directory; choose another path")
-    cfg = load_config(config, overrides)
+    cfg = load_config(preset, overrides)
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=seed)
     if init_from is not None:

@@ -81,8 +81,8 @@ def prepare_run_data(cfg: Config, run: RunDir, info: DistInfo, resume: bool,
         if own_cache:
             _say(f"using the data prepared in {data.cache_path}" if data.cache_path.name in before else
                  f"{prepared} holds data prepared with other settings ({', '.join(sorted(before)) or 'none'}); "
-                 f"prepared this config's into {data.cache_path} (`seqlab data prepare CORPUS --config CONFIG "
-                 f"--seed {cfg.seed} --out {run.path}` prepares exactly what `seqlab train CONFIG` uses)")
+                 f"prepared this config's into {data.cache_path} (`seqlab data prepare CORPUS --preset PRESET "
+                 f"--seed {cfg.seed} --out {run.path}` prepares exactly what `seqlab train PRESET` uses)")
         if init_from is not None:
             ids = _train_ids(data)
             _say(f"--init-from {init_from}: the new corpus's train split is {ids.numel():,} tokens, "
