@@ -2,8 +2,9 @@
 
 1. the built-in corpora: examples, characters, distinct characters;
 2. trains a chatbot (GRU encoder-decoder + Luong attention, word-level, on chatterbot/english) and a
-   character-level Transformer LM on `shakespeare` (the complete works), about 2.5 and 1 minutes on an
-   idle 2-core CPU (1,800 and 1,000 steps), into OUT/demo-chatbot and OUT/demo-shakespeare-char;
+   character-level Transformer LM on `shakespeare` (the complete works), 1,200 and 800 steps (about
+   3.5 minutes of the demo's 5 on a 2-core CPU, with room for a busy machine), into OUT/demo-chatbot and
+   OUT/demo-shakespeare-char;
 3. one evaluation table (perplexity, BLEU, ROUGE-L, distinct-2, self-BLEU on the held-out split, greedy);
 4. samples: the chatbot's replies under greedy, beam search and sampling, with what each is for; the
    LM's sampled continuations (temperature 0.8, top-p 0.9), and one line of greedy's loop;
@@ -48,13 +49,13 @@ LM_CHARS = {"full": 300, "quick": 8}  # characters sampled after each LM prompt
 # (preset, overrides): full demo, then --quick (seconds, for the test)
 CHATBOT = ("chatbot-gru-luong", {
     "full": ["data.min_freq=2", "model.n_layer=1", "model.n_embd=128", "model.hidden_size=256", "model.dropout=0.3",
-             "train.batch_size=32", "train.max_steps=1800", "train.eval_interval=300", "train.warmup_steps=30",
+             "train.batch_size=32", "train.max_steps=1200", "train.eval_interval=300", "train.warmup_steps=30",
              "train.lr=3e-3", "train.log_interval=50", "train.samples=1"],
     "quick": ["model.n_layer=1", "model.n_embd=16", "model.hidden_size=16", "model.dropout=0.0",
               "train.batch_size=16", "train.max_steps=4", "train.eval_interval=4", "train.warmup_steps=1",
               "train.log_interval=2", "train.samples=0", "data.max_source_len=16", "data.max_target_len=16"]})
 CHAR_LM = ("shakespeare-char-transformer-cpu", {
-    "full": ["data.corpus=shakespeare", "train.max_steps=1000", "train.eval_interval=500", "train.eval_batches=20",
+    "full": ["data.corpus=shakespeare", "train.max_steps=800", "train.eval_interval=400", "train.eval_batches=20",
              "train.log_interval=50"],
     "quick": ["data.corpus=shakespeare", "model.n_layer=1", "model.n_embd=16", "model.n_head=2",
               "model.context_length=16", "train.batch_size=8", "train.max_steps=4", "train.eval_interval=4",
