@@ -3,7 +3,7 @@
 1. the built-in corpora: examples, characters, distinct characters;
 2. trains a chatbot (GRU encoder-decoder + Luong attention, word-level, on chatterbot/english) and a
    character-level Transformer LM on `shakespeare` (the complete works), 1,200 and 800 steps (about
-   3.5 minutes of the demo's 5 on a 2-core CPU, with room for a busy machine), into OUT/demo-chatbot and
+   2.5 and 1 minutes on a 2-core CPU, leaving room under 5 minutes for a busier machine), into OUT/demo-chatbot and
    OUT/demo-shakespeare-char;
 3. one evaluation table (perplexity, BLEU, ROUGE-L, distinct-2, self-BLEU on the held-out split, greedy);
 4. samples: the chatbot's replies under greedy, beam search and sampling, with what each is for; the
