@@ -20,6 +20,17 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models run far faster on one thread of a busy 2-core CPU (two spin against each other), and
+    pinned results do not depend on the thread count. Use it with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def shared_data_file(name: str) -> Path:
     """A benchmark file from $SEQLAB_DATA (../shared/data in this project), e.g. tinyshakespeare.txt.
 

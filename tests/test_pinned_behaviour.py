@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from conftest import shared_data_file
 
 SMALL = ["train.max_steps=6", "train.eval_interval=3", "train.log_interval=1", "train.batch_size=8",
@@ -28,12 +27,7 @@ DECODING = [["--greedy"], ["--greedy", "--num-beams", "3"],
             ["--do-sample", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7"]]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("preset", PRESETS)

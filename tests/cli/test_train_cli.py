@@ -6,20 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from conftest import assert_one_line_error, shared_data_file
 
 from seqlab.models.loading import load_model_from_run
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train far faster on one thread of a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

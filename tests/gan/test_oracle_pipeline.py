@@ -19,13 +19,7 @@ TINY = {"num_real": 48, "batch_size": 16, "pretrain_epochs": 2, "mle_epochs": 3,
 TINY_SET = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many tiny ops: one thread avoids oversubscription on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tiny_table_end_to_end(cli, tmp_path):

@@ -29,12 +29,7 @@ ORACLE_TINY = {"num_real": 48, "batch_size": 16, "pretrain_epochs": 2, "mle_epoc
                "curve_samples": 32, "curve_every_epochs": 1, "curve_every_rounds": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,7 @@ TINY = ("--max-len", "20", "--pretrain-epochs", "1", "--d-pretrain-iters", "1", 
         "--rollouts", "2", "--samples", "4", "--size", "8", "--batch-size", "8", "--device", "cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
