@@ -16,6 +16,26 @@ TEXT = ["To be, or not to be, that is the question:", "Whether 'tis nobler in th
         "The slings and arrows of outrageous fortune", "Or to take arms against a sea of troubles"] * 4
 
 
+def char_lm_run(path, text: str, **model_keys):
+    """A run at `path` holding a seeded one-block Transformer LM (`model_keys` override its config) with a char
+    tokenizer trained on `text`: (run, model, tokenizer)."""
+    from seqlab.checkpoint import save_weights
+    from seqlab.config import Config, ModelConfig
+    from seqlab.data.tokenizers import train_tokenizer
+    from seqlab.models import build_model
+    from seqlab.runs import open_run
+
+    run = open_run(path, must_exist=False)
+    model_config = ModelConfig(arch="transformer_lm", n_layer=1, n_head=2, n_embd=8, **model_keys)
+    tokenizer = train_tokenizer("char", [text])
+    run.write_config(Config(model=model_config))
+    tokenizer.save(run.tokenizer)
+    torch.manual_seed(0)
+    model = build_model(model_config, tokenizer.vocab_size).eval()
+    save_weights(model, run.model)
+    return run, model, tokenizer
+
+
 def gpt2_tokenizer() -> GPT2TokenizerFast:
     """A tiny byte-level BPE with GPT-2's only special token, wrapped as transformers would save it."""
     tok = Tokenizer(models.BPE())
@@ -139,21 +159,7 @@ def test_export_errors(cli, tmp_path):
 
 
 def test_export_of_a_char_level_run_writes_the_model_only(cli, tmp_path):
-    from seqlab.checkpoint import save_weights
-    from seqlab.config import Config, ModelConfig
-    from seqlab.data.tokenizers import train_tokenizer
-    from seqlab.models import build_model
-    from seqlab.runs import open_run
-
-    run = open_run(tmp_path / "char", must_exist=False)
-    model_config = ModelConfig(arch="transformer_lm", n_layer=1, n_head=2, n_embd=8, context_length=16,
-                               activation="gelu_new")
-    tokenizer = train_tokenizer("char", ["to be or not"])
-    run.write_config(Config(model=model_config))
-    tokenizer.save(run.tokenizer)
-    torch.manual_seed(0)
-    model = build_model(model_config, tokenizer.vocab_size).eval()
-    save_weights(model, run.model)
+    run, model, tokenizer = char_lm_run(tmp_path / "char", "to be or not", context_length=16, activation="gelu_new")
     result = cli("export-hf", run.path, "--out", tmp_path / "hf", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["tokenizer"].startswith("not exported (a char tokenizer")
@@ -166,24 +172,13 @@ def test_export_of_a_char_level_run_writes_the_model_only(cli, tmp_path):
 
 
 def test_export_of_a_non_gpt2_run_says_which_set_keys_would_make_it_exportable(cli, tmp_path):
-    from seqlab.checkpoint import save_weights
-    from seqlab.config import Config, ModelConfig
-    from seqlab.data.tokenizers import train_tokenizer
-    from seqlab.models import build_model
-    from seqlab.runs import open_run
-
     cases = {"rotary-relu-nobias-untied": (dict(positions="rotary", activation="relu", bias=False,
                                                 tie_embeddings=False),
                                            "--set model.positions=learned --set model.activation=gelu_new "
                                            "--set model.bias=true --set model.tie_embeddings=true"),
              "gelu": (dict(activation="gelu"), "--set model.activation=gelu_new can be exported")}
     for name, (keys, fix) in cases.items():
-        run = open_run(tmp_path / name, must_exist=False)
-        model_config = ModelConfig(arch="transformer_lm", n_layer=1, n_head=2, n_embd=8, context_length=8, **keys)
-        tokenizer = train_tokenizer("char", ["abc"])
-        run.write_config(Config(model=model_config))
-        tokenizer.save(run.tokenizer)
-        save_weights(build_model(model_config, tokenizer.vocab_size), run.model)
+        run, _, _ = char_lm_run(tmp_path / name, "abc", context_length=8, **keys)
         result = cli("export-hf", run.path, "--out", tmp_path / f"out-{name}")
         assert_one_line_error(result)
         assert f"{run.path}: this model does not have GPT-2's architecture" in result.stderr
@@ -202,18 +197,6 @@ def test_export_of_a_seq2seq_run_says_which_architecture_exports(cli, tmp_path):
 
 
 def test_export_prints_nothing_on_stderr(cli, tmp_path):
-    from seqlab.checkpoint import save_weights
-    from seqlab.config import Config, ModelConfig
-    from seqlab.data.tokenizers import train_tokenizer
-    from seqlab.models import build_model
-    from seqlab.runs import open_run
-
-    run = open_run(tmp_path / "gpt2", must_exist=False)
-    model_config = ModelConfig(arch="transformer_lm", n_layer=1, n_head=2, n_embd=8, context_length=8,
-                               activation="gelu_new")
-    tokenizer = train_tokenizer("char", ["abc"])
-    run.write_config(Config(model=model_config))
-    tokenizer.save(run.tokenizer)
-    save_weights(build_model(model_config, tokenizer.vocab_size), run.model)
+    run, _, _ = char_lm_run(tmp_path / "gpt2", "abc", context_length=8, activation="gelu_new")
     result = cli("export-hf", run.path, "--out", tmp_path / "hf")
     assert result.exit_code == 0 and result.stderr == "", result.stderr  # no "Writing model shards" progress bar
