@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +94,25 @@ def run_seqlab(*args: str, stdin: str | None = None, timeout: float = 300, env: 
     """Run `python -m seqlab ARGS...` in a fresh process (for kills, torchrun, real stdin)."""
     return subprocess.run([sys.executable, "-m", "seqlab", *map(str, args)], input=stdin, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def wait_while_running(proc: subprocess.Popen, ready: Callable[[], object], timeout: float = 120,
+                       poll: float = 0.01) -> None:
+    """Poll until `ready()` is true, for tests that act on a running `seqlab` process (kill it, signal it); fail
+    when the process ends first (with its stderr, when piped) or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            detail = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before the test could act on it {detail}")
+        assert time.monotonic() < deadline, f"not ready after {timeout} s"
+        time.sleep(poll)
+
+
+def metric_lines(run: Path) -> int:
+    """How many lines a run's metrics.jsonl holds so far (0 before it exists)."""
+    path = run / "metrics.jsonl"
+    return len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
 
 
 def assert_one_line_error(result) -> None:

@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import assert_one_line_error, shared_data_file
+from conftest import assert_one_line_error, metric_lines, shared_data_file, wait_while_running
 
 from seqlab.checkpoint import read_tensors
 
@@ -65,10 +64,7 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_resumed(cli, tmp_path):
     run = tmp_path / "dead"
     proc = subprocess.Popen([sys.executable, "-m", "seqlab", "train", str(config), "--out", str(run), "--device", "cpu"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while not (run / "metrics.jsonl").is_file() or len((run / "metrics.jsonl").read_text().splitlines()) < 5:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_while_running(proc, lambda: metric_lines(run) >= 5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run / "trainer_state.json").exists()

@@ -8,11 +8,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import wait_while_running
 
 import seqlab.checkpoint
 from seqlab.models.oracle import build_oracle
@@ -62,12 +62,8 @@ def _position(out: Path) -> tuple[int, int, int]:
 
 
 def _wait_for(proc: subprocess.Popen, out: Path, position: tuple[int, int, int]) -> tuple[int, int, int]:
-    deadline = time.monotonic() + 120
-    while (at := _position(out)) < position:
-        assert proc.poll() is None, "the run ended before the test could interrupt it"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    return at
+    wait_while_running(proc, lambda: _position(out) >= position, poll=0.005)
+    return _position(out)
 
 
 def _same_run(out: Path, reference: Path) -> None:

@@ -7,10 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from conftest import run_seqlab
+from conftest import metric_lines, run_seqlab, wait_while_running
 from tiny_setup import write_tiny_setup
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models run far faster on one thread of a busy CPU
@@ -37,12 +36,8 @@ def start(config: Path, run: Path) -> subprocess.Popen:
 
 
 def wait_for_checkpoint(proc: subprocess.Popen, run: Path, step: int) -> int:
-    deadline = time.monotonic() + 120
-    while (saved := checkpoint_step(run)) < step:
-        assert proc.poll() is None, "the run ended before the test could interrupt it"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    return saved
+    wait_while_running(proc, lambda: checkpoint_step(run) >= step)
+    return checkpoint_step(run)
 
 
 def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(tmp_path, monkeypatch):
@@ -70,10 +65,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, monkeypatch):
     config = write_tiny_setup(tmp_path, max_steps=MAX_STEPS, eval_interval=1000, samples=0)
     run = tmp_path / "run"
     proc = start(config, run)
-    deadline = time.monotonic() + 120
-    while not (run / "metrics.jsonl").is_file() or len((run / "metrics.jsonl").read_text().splitlines()) < 20:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_while_running(proc, lambda: metric_lines(run) >= 20)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     step = checkpoint_step(run)
@@ -92,10 +84,7 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_exactly(tmp_path, monk
     proc = subprocess.Popen([sys.executable, "-m", "seqlab", "train", str(config), "--out", str(run), "--device", "cpu"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **ONE_THREAD})
-    deadline = time.monotonic() + 120
-    while not (run / "metrics.jsonl").is_file() or len((run / "metrics.jsonl").read_text().splitlines()) < 20:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_while_running(proc, lambda: metric_lines(run) >= 20)
     proc.send_signal(signal.SIGTERM)
     stderr = proc.communicate(timeout=60)[1]
     assert proc.returncode == 143, stderr

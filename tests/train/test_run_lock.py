@@ -8,11 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_seqlab
+from conftest import assert_one_line_error, run_seqlab, wait_while_running
 from tiny_setup import write_tiny_setup
 
 from seqlab.errors import SeqlabError
@@ -28,11 +27,7 @@ def start_training(config: Path, run: Path, *extra: str) -> subprocess.Popen:
 
 
 def wait_for(proc: subprocess.Popen, path: Path) -> None:
-    deadline = time.monotonic() + 120
-    while not path.is_file() or not path.read_text().strip():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_while_running(proc, lambda: path.is_file() and path.read_text().strip())
 
 
 def test_a_second_process_is_refused_while_the_first_trains(tmp_path, monkeypatch):
