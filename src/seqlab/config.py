@@ -1,6 +1,6 @@
 """Typed configuration, grouped by concern, stored as YAML and overridable from the command line.
 
-A config file has four sections — `data`, `model`, `train`, `decode` — plus a top-level `seed`:
+A config file has sections — `data`, `model`, `train`, `decode`, `safety`, `chat` — plus a top-level `seed`:
 
     data:  {corpus: tinyshakespeare, tokenizer: char, split: contiguous}
     model: {arch: transformer_lm, n_layer: 6, n_head: 6, n_embd: 384, context_length: 256}
@@ -163,6 +163,8 @@ class DecodeConfig:
     stop_strings: list[str] = _help("stop a sequence once its generated text contains one of these strings",
                                     default_factory=list)
     suppress_unk: bool = _help("never generate the <unk> token", True)
+    banned_words: list[str] = _help("words or phrases never generated, as text (any tokenizer; case-insensitive, "
+                                    "NFKC-normalised; see docs/safety.md)", default_factory=list)
 
     def __post_init__(self) -> None:
         _representable(self)
@@ -180,11 +182,46 @@ class DecodeConfig:
 
 
 @dataclass
+class SafetyConfig:
+    filter: Literal["off", "words", "profanity"] = _help(
+        "output filter on complete and streamed replies: off; words (seqlab's en/zh lists + `words`); "
+        "profanity (the words, plus the alt-profanity-check classifier for English)", "off")
+    action: Literal["mask", "regenerate", "refuse"] = _help(
+        "what a flagged reply gets: mask (the word becomes ****), regenerate (retry with the word banned, "
+        "then refuse), refuse (the refusal instead)", "mask")
+    words: str | None = _help("a file of extra words or phrases to filter, one a line (UTF-8)", None)
+    refusal: str = _help("the reply given instead of a refused one", "Sorry, I can't say that.")
+    max_tries: int = _help("regenerate: generations tried before refusing", 3)
+
+    def __post_init__(self) -> None:
+        _representable(self)
+        _positive(self, "max_tries")
+
+
+@dataclass
+class FallbackConfig:
+    threshold: float | None = _help("answer with `reply` when a reply's confidence (mean log-prob per token; "
+                                    "the beam score with beam search) is below this (null = off; "
+                                    "`seqlab calibrate` picks it)", None)
+    reply: str = _help("the fallback reply", "Sorry, I don't know that yet.")
+
+    def __post_init__(self) -> None:
+        _representable(self)
+
+
+@dataclass
+class ChatConfig:
+    fallback: FallbackConfig = field(default_factory=FallbackConfig)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
     seed: int = 1337
 
     def __post_init__(self) -> None:
@@ -231,7 +268,8 @@ def _positive(obj: Any, *names: str) -> None:
             raise ConfigError(f"{section}{name} must be > 0, got {value}")
 
 
-_SECTION_OF = {"DataConfig": "data.", "ModelConfig": "model.", "TrainConfig": "train.", "DecodeConfig": "decode."}
+_SECTION_OF = {"DataConfig": "data.", "ModelConfig": "model.", "TrainConfig": "train.", "DecodeConfig": "decode.",
+               "SafetyConfig": "safety.", "FallbackConfig": "chat.fallback."}
 
 
 # ----------------------------------------------------------------------------- loading

@@ -38,11 +38,14 @@ class GenerationOptions:
     suppress_tokens: list[int] | None = None
     forced_eos_token_id: int | list[int] | None = None
     stop_strings: str | list[str] | None = None
+    banned_words: list[str] | None = None  # text, compiled under the tokenizer (seqlab.decode.banned_words)
     seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.stop_strings is not None and len(self.stop_strings) == 0:
             self.stop_strings = None
+        if self.banned_words is not None and len(self.banned_words) == 0:
+            self.banned_words = None
         for name in ("max_new_tokens", "num_beams", "num_return_sequences"):
             _integer(self, name, minimum=1)
         for name in ("min_new_tokens", "top_k", "no_repeat_ngram_size"):
