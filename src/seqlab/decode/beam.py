@@ -17,7 +17,9 @@ Per input, `num_beams` running hypotheses carry a score: the sum of their proces
         early_stopping="never"  like False but with the longest possible length when lp > 0.
 
 The result is the best `num_return_sequences` finished hypotheses per input, longest first padded
-with `fill_id`, and their scores (`sequences_scores`).
+with `fill_id`, and their scores (`sequences_scores`). Alongside, each hypothesis carries the model's own
+log-probability of each of its tokens, log softmax(logits)[token] before the processors (0 after its end):
+a buffer that follows the hypotheses and plays no part in the search.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ NEG = -1.0e9  # HF's "impossible" score; kept finite so that sums stay ordered
 class BeamResult:
     sequences: Tensor  # (B * num_return_sequences, P + generated)
     scores: Tensor  # (B * num_return_sequences,)
+    token_logprobs: Tensor  # (B * num_return_sequences, generated) log p_model of each token, 0 after its end
+    lengths: Tensor  # (B * num_return_sequences,) generated tokens, EOS included
 
 
 def _pick(t: Tensor, index: Tensor) -> Tensor:
@@ -75,16 +79,17 @@ class Finished:
     scores: Tensor  # (B, nb) length-penalised
     lengths: Tensor  # (B, nb) generated tokens, EOS included
     flags: Tensor  # (B, nb) bool: a real hypothesis, not a placeholder
+    logprobs: Tensor  # (B, nb, new) log p_model of each generated token, 0 after the end
 
     @classmethod
-    def empty(cls, running: Tensor) -> Finished:
+    def empty(cls, running: Tensor, running_logprobs: Tensor) -> Finished:
         B, nb, _ = running.shape
         return cls(running.clone(), torch.full((B, nb), NEG, device=running.device),
                    torch.zeros(B, nb, dtype=torch.long, device=running.device),
-                   torch.zeros(B, nb, dtype=torch.bool, device=running.device))
+                   torch.zeros(B, nb, dtype=torch.bool, device=running.device), running_logprobs.clone())
 
-    def offer(self, cand_seqs: Tensor, cand_scores: Tensor, offered: Tensor, length: Tensor, penalty: LengthPenalty,
-              closed: tuple[Tensor, ...]) -> None:
+    def offer(self, cand_seqs: Tensor, cand_scores: Tensor, cand_logprobs: Tensor, offered: Tensor, length: Tensor,
+              penalty: LengthPenalty, closed: tuple[Tensor, ...]) -> None:
         """Merge the offered candidates (B, K), scored score / length ** lp, except for inputs `closed` (B, 1).
 
         The additions of NEG follow HF's arithmetic exactly, so ties resolve as they do there.
@@ -96,6 +101,7 @@ class Finished:
         merged = torch.cat((self.scores, penalised), dim=1)  # (B, nb + K)
         best = torch.topk(merged, self.scores.shape[1]).indices  # (B, nb)
         self.sequences.copy_(_pick(torch.cat((self.sequences, cand_seqs), dim=1), best))
+        self.logprobs.copy_(_pick(torch.cat((self.logprobs, cand_logprobs), dim=1), best))
         self.scores.copy_(merged.gather(1, best))
         self.lengths.copy_(torch.cat((self.lengths, length.expand(offered.shape)), 1).gather(1, best))
         self.flags.copy_(torch.cat((self.flags, offered), dim=1).gather(1, best))
@@ -133,7 +139,8 @@ class Beams:
         self.running[:, :, :P] = prefix.view(B, nb, P)
         self.running_scores = torch.zeros(B, nb, device=device)
         self.running_scores[:, 1:] = NEG  # all beams start equal: let only the first one expand at step 1
-        self.finished = Finished.empty(self.running)
+        self.running_logprobs = torch.zeros(B, nb, max_new_tokens, device=device)  # (B, nb, new) per token
+        self.finished = Finished.empty(self.running, self.running_logprobs)
         self.can_improve = torch.ones(B, 1, dtype=torch.bool, device=device)
         self.all_hit = torch.zeros((), dtype=torch.bool, device=device)  # every candidate of the last step hit
         self.length = P  # host: tokens per row so far
@@ -145,20 +152,23 @@ class Beams:
         B, nb, L = self.B, self.nb, self.max_length
         last = self.length + 1 == L
         # 1. the K best (or sampled) candidates over all beams x tokens
-        log_probs = self.processors(self.running.view(B * nb, L)[:, :self.length],
-                                    torch.log_softmax(logits.float(), dim=-1))
+        model_log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B * nb, V)
+        log_probs = self.processors(self.running.view(B * nb, L)[:, :self.length], model_log_probs)
         V = log_probs.shape[-1]
         totals = (log_probs.view(B, nb, V) + self.running_scores[:, :, None]).view(B, nb * V)
         cand_scores, cand = _candidates(totals, self.K, self.do_sample, self.generator)  # (B, K)
         parent, tokens = cand // V, cand % V  # beam index within the input, token id
         cand_seqs = _pick(self.running, parent)  # (B, K, L)
         cand_seqs.index_copy_(2, self.column, tokens[:, :, None])
+        cand_logprobs = _pick(self.running_logprobs, parent)  # (B, K, new)
+        cand_logprobs.index_copy_(2, self.column - self.P, model_log_probs.view(B, nb * V).gather(1, cand)[:, :, None])
         hits = self._hits(cand_seqs, tokens, last)  # (B, K)
 
         # 2. next running beams: the best candidates that did not hit
         alive_scores = cand_scores + hits.to(torch.float32) * NEG
         keep = torch.topk(alive_scores, nb).indices  # (B, nb)
         self.running.copy_(_pick(cand_seqs, keep))
+        self.running_logprobs.copy_(_pick(cand_logprobs, keep))
         self.running_scores.copy_(alive_scores.gather(1, keep))
         beam_idx = (parent.gather(1, keep) + self.beam_offset).view(B * nb)
 
@@ -168,7 +178,8 @@ class Beams:
         offered = hits & self.top_nb[None, :]
         if self.sync_every > 1 or bool(offered.any()):
             full = self.finished.flags.all(dim=-1, keepdim=True) & (self.early_stopping is True)
-            self.finished.offer(cand_seqs, cand_scores, offered, generated, self.penalty, (full, ~self.can_improve))
+            self.finished.offer(cand_seqs, cand_scores, cand_logprobs, offered, generated, self.penalty,
+                                (full, ~self.can_improve))
 
         # 4. can any running beam still beat the worst finished hypothesis?
         best_running = self.penalty(self.running_scores[:, :1],
@@ -237,7 +248,9 @@ def beam_search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], reorder: Call
     finished = beams.finished
     length = beams.P + int(finished.lengths[:, :num_return_sequences].max())
     return BeamResult(finished.sequences[:, :num_return_sequences, :length].reshape(-1, length),
-                      finished.scores[:, :num_return_sequences].reshape(-1))
+                      finished.scores[:, :num_return_sequences].reshape(-1),
+                      finished.logprobs[:, :num_return_sequences, :length - beams.P].reshape(-1, length - beams.P),
+                      finished.lengths[:, :num_return_sequences].reshape(-1))
 
 
 def _candidates(totals: Tensor, K: int, do_sample: bool, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:

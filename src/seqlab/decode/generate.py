@@ -5,6 +5,8 @@
     out.sequences_scores  # (B * num_return_sequences,) length-penalised beam scores (beam search only)
     out.first_step_seconds  # with compile_step: the first step's wall time, compiling included
     out.finish_reasons    # per sequence: "stop" (EOS or a stop string) or "length" (max_new_tokens ran out)
+    out.token_logprobs    # (B * num_return_sequences, new): log p_model of each generated token (0 after the end)
+    out.confidence        # per sequence: the mean of its token log-probs; with beams, its beam score
 
 `model` implements seqlab.decode.state.DecoderModel. Options have Hugging Face's names, meanings and
 defaults (see seqlab.decode.options). For an encoder-decoder (`model.is_encoder_decoder`),
@@ -12,6 +14,13 @@ defaults (see seqlab.decode.options). For an encoder-decoder (`model.is_encoder_
 token (`model.bos_id`) as in HF. After EOS (or a stop string) a sequence is padded with
 `pad_token_id` (else the first EOS id). A sequence's finish reason is OpenAI's: "stop" when it ended by
 EOS or a stop string, "length" when it was cut by max_new_tokens (or by the model's context).
+
+A sequence's confidence is how sure the model was of it: with greedy search or sampling, the mean
+log-probability of its tokens under the model's own distribution (log softmax of the raw logits, before
+the processors), over the tokens it generated, EOS included and the fill after it excluded:
+    confidence = (1 / n) sum_{t=1..n} log p_model(y_t | y_<t)
+With beam search it is the beam's score (`sequences_scores`: the sum of the processed log-probabilities
+over n ** length_penalty, the mean log-probability when length_penalty is 1 and no processor acts).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from seqlab.decode.banned_words import BannedWords, compile_ban_list
 from seqlab.decode.beam import beam_search
 from seqlab.decode.compiled import CompiledStep, cache_length, can_compile
 from seqlab.decode.graphs import CapturedStep, sync_interval, use_fast_path
@@ -40,7 +50,7 @@ from seqlab.decode.processors import (
     TopK,
     TopP,
 )
-from seqlab.decode.search import sample_tokens
+from seqlab.decode.search import Sampled, sample_tokens
 from seqlab.decode.stopping import StopStrings
 from seqlab.errors import SeqlabError
 
@@ -55,6 +65,9 @@ class GenerateOutput:
     sequences_scores: Tensor | None = None  # (B * num_return_sequences,), beam search only
     first_step_seconds: float | None = None  # compile_step only: the first step, which compiles (or reuses) the graph
     finish_reasons: list[str] = field(default_factory=list)  # per sequence: "stop" or "length"
+    token_logprobs: Tensor | None = None  # (B * num_return_sequences, new) log p_model per token, 0 after the end
+    confidence: list[float] = field(default_factory=list)  # per sequence: mean token log-prob, or the beam score
+    lengths: Tensor | None = None  # (B * num_return_sequences,) tokens each sequence generated, EOS included
 
 
 @dataclass
@@ -97,11 +110,13 @@ def generate(model: Any, input_ids: Tensor, attention_mask: Tensor | None = None
                              fill_id=opts.fill_id, length_penalty=opts.length_penalty,
                              early_stopping=opts.early_stopping, num_return_sequences=opts.num_return_sequences,
                              do_sample=opts.do_sample, generator=d.generator, stop=d.stop, sync_every=d.sync_every)
-        sequences, scores = result.sequences, result.scores
+        sequences, scores, token_logprobs, lengths = result.sequences, result.scores, result.token_logprobs, result.lengths
+        confidence = scores.tolist()
     else:
-        sequences, scores = drain(token_steps(decoding)), None
+        sequences, token_logprobs, lengths = drain(token_steps(decoding))
+        scores, confidence = None, (token_logprobs.sum(dim=1) / lengths.clamp(min=1)).tolist()
     return GenerateOutput(sequences, scores, getattr(d.step, "first_step_seconds", None),
-                          finish_reasons(decoding, sequences))
+                          finish_reasons(decoding, sequences), token_logprobs, confidence, lengths)
 
 
 def finish_reasons(d: Decoding, sequences: Tensor) -> list[str]:
@@ -116,14 +131,15 @@ def finish_reasons(d: Decoding, sequences: Tensor) -> list[str]:
     return ["stop" if e else "length" for e in ended.tolist()]
 
 
-def token_steps(d: Decoding) -> Generator[Tensor, None, Tensor]:
-    """The greedy / sampling loop for a prepared decoding: yields each step's tokens, returns the sequences."""
+def token_steps(d: Decoding) -> Generator[tuple[Tensor, Tensor], None, Sampled]:
+    """The greedy / sampling loop for a prepared decoding: yields each step's tokens and their log-probs,
+    returns the sequences, every token's log-prob and each row's length."""
     return sample_tokens(d.step, d.prefix, d.logits, d.state, max_new_tokens=d.max_new_tokens,
                          processors=d.processors, eos_ids=d.opts.eos_ids, fill_id=d.opts.fill_id,
                          do_sample=d.opts.do_sample, generator=d.generator, stop=d.stop, sync_every=d.sync_every)
 
 
-def drain(steps: Generator[Tensor, None, Tensor]) -> Tensor:
+def drain(steps: Generator[tuple[Tensor, Tensor], None, Sampled]) -> Sampled:
     while True:
         try:
             next(steps)
@@ -140,6 +156,8 @@ def prepare(model: Any, input_ids: Tensor, attention_mask: Tensor | None, opts: 
     input_ids, attention_mask = _check_inputs(input_ids, attention_mask, device)
     if opts.stop_strings is not None and tokenizer is None:
         raise SeqlabError("stop_strings need the tokenizer: pass tokenizer=...")
+    if opts.banned_words is not None and tokenizer is None:
+        raise SeqlabError("banned_words need the tokenizer: pass tokenizer=...")
     B, T = input_ids.shape
     max_new_tokens = _fit_context(model, T, opts.max_new_tokens)
     compiled = compile_step and can_compile(model)
@@ -167,14 +185,15 @@ def prepare(model: Any, input_ids: Tensor, attention_mask: Tensor | None, opts: 
         generator = torch.Generator(device=device).manual_seed(opts.seed)
     stop = StopStrings(opts.stop_list, tokenizer, prefix.shape[1]) if opts.stop_strings is not None else None
     return Decoding(opts, prefix, logits, state, step, model.reorder_state,
-                    build_processors(opts, prefix.shape[1], max_new_tokens, ignore_prefix),
+                    build_processors(opts, prefix.shape[1], max_new_tokens, ignore_prefix, tokenizer),
                     max_new_tokens, generator, stop,
                     sync_every if sync_every is not None else sync_interval(device, streaming))
 
 
 def build_processors(opts: GenerationOptions, prompt_length: int, max_new_tokens: int,
-                     ignore_prefix: Tensor | None = None) -> ProcessorList:
-    """The active processors, in Hugging Face's order; options left at their neutral value add nothing."""
+                     ignore_prefix: Tensor | None = None, tokenizer: Any = None) -> ProcessorList:
+    """The active processors, in Hugging Face's order; options left at their neutral value add nothing.
+    `tokenizer` compiles `banned_words` (cached per tokenizer and list)."""
     eos = opts.eos_ids
     chain = ProcessorList()
     if opts.repetition_penalty != 1.0:
@@ -183,6 +202,8 @@ def build_processors(opts: GenerationOptions, prompt_length: int, max_new_tokens
         chain.append(NoRepeatNGram(opts.no_repeat_ngram_size))
     if opts.bad_words_ids:
         chain.append(BadWords(opts.bad_words_ids, eos))
+    if opts.banned_words is not None:
+        chain.append(BannedWords(compile_ban_list(opts.banned_words, tokenizer, eos), prompt_length, max_new_tokens))
     if opts.min_new_tokens > 0 and eos:
         chain.append(MinNewTokens(prompt_length, opts.min_new_tokens, eos))
     if opts.forced_eos_token_id is not None:

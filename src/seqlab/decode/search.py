@@ -5,7 +5,10 @@
           ~ softmax(s_t)                                   sampling (seeded torch.Generator):
           = argmax_v softmax(s_t)[v] / E_v,  E_v ~ Exp(1)  the exponential race — one kernel, no host sync
 
-A row finishes at EOS (or a stop string) and is then filled with `fill_id`. The host asks whether all
+Each token's log-probability under the model's own distribution, log softmax(logits_t)[y_t] (the raw
+logits, before the processors), is kept too: the reply's confidence is their mean (seqlab.decode.generate).
+
+A row finishes at EOS (or a stop string) and is then filled with `fill_id` (log-probability 0). The host asks whether all
 rows have finished only every `sync_every` steps — each ask waits for the device — so on a GPU the
 loop may run a few steps past the end; those steps only write fill tokens, and the result is cut at
 the longest row, exactly as if it had stopped in time.
@@ -17,7 +20,7 @@ recorded in the CUDA graph with the model's step (seqlab.decode.graphs), the E_v
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -25,6 +28,12 @@ from torch import Tensor
 from seqlab.decode.processors import ProcessorList
 
 StepFn = Callable[[Tensor, Any], tuple[Tensor, Any]]
+
+
+class Sampled(NamedTuple):
+    sequences: Tensor  # (N, P + new): the prefix, then the generated tokens
+    token_logprobs: Tensor  # (N, new) float32: log p_model of each generated token, 0.0 after the row finished
+    lengths: Tensor  # (N,) tokens each row generated, EOS (or the token ending a stop string) included
 
 
 class Choice:
@@ -46,6 +55,8 @@ class Choice:
         self.column = torch.tensor([P], device=device)  # device: the column the next token goes to
         self.unfinished = torch.ones(N, dtype=torch.bool, device=device)
         self.generated = torch.zeros(N, dtype=torch.long, device=device)  # tokens each row made until it finished
+        self.prefix_length = P
+        self.logprobs = torch.zeros(N, max_new_tokens, device=device)  # (N, new) log p_model(token), 0 once finished
         self.eos = torch.tensor(eos_ids, device=device) if eos_ids else None
         self.fill = None if fill_id is None else torch.tensor(fill_id, device=device)
         self.processors, self.do_sample, self.generator = processors, do_sample, generator
@@ -60,13 +71,17 @@ class Choice:
             self.noise.exponential_(1.0, generator=self.generator)
 
     def __call__(self, logits: Tensor) -> Tensor:
-        """logits (N, V) -> this step's tokens (N,), written at `column`; rows that had finished get `fill`."""
+        """logits (N, V) -> this step's tokens (N,), written at `column`, their log-probabilities at
+        `column - P` of `logprobs`; rows that had finished get `fill` (log-probability 0)."""
+        log_probs = torch.log_softmax(logits.float(), dim=-1)  # (N, V) the model's own, before the processors
         scores = self.processors(self.sequences[:, :self.length], logits.float())  # (N, V)
         tokens = race(scores, self.noise) if self.do_sample else scores.argmax(dim=-1)  # (N,)
         if self.can_finish:
             if self.fill is not None:
                 tokens = torch.where(self.unfinished, tokens, self.fill)
             self.generated += self.unfinished
+        chosen = torch.where(self.unfinished[:, None], log_probs.gather(1, tokens[:, None]), 0.0)  # (N, 1)
+        self.logprobs.index_copy_(1, self.column - self.prefix_length, chosen)
         self.sequences.index_copy_(1, self.column, tokens[:, None])
         self.column += 1
         if self.eos is not None:
@@ -78,8 +93,9 @@ class Choice:
 def sample_tokens(step: StepFn, prefix: Tensor, logits: Tensor, state: Any, *, max_new_tokens: int,
                   processors: ProcessorList, eos_ids: list[int], fill_id: int | None, do_sample: bool,
                   generator: torch.Generator | None = None, stop: Callable[[Tensor], Tensor] | None = None,
-                  sync_every: int = 1) -> Generator[Tensor, None, Tensor]:
-    """Yield each step's tokens (N,); return the sequences (N, P + generated), prompt (`prefix` (N, P)) first.
+                  sync_every: int = 1) -> Generator[tuple[Tensor, Tensor], None, Sampled]:
+    """Yield each step's tokens (N,) and their log-probabilities (N,); return the sequences (N, P + generated),
+    prompt (`prefix` (N, P)) first, with every token's log-probability and each row's length (`Sampled`).
 
     `logits` (N, V) and `state` are what the model's prefill gave for the prefix; `step` is `model.step`
     (or its captured CUDA graph). A yielded tensor is valid until the next step (it may be reused).
@@ -98,14 +114,14 @@ def sample_tokens(step: StepFn, prefix: Tensor, logits: Tensor, state: Any, *, m
         choice.length += 1
         if stop is not None:
             choice.unfinished &= ~stop(choice.sequences[:, :choice.length])
-        yield tokens
+        yield tokens, choice.logprobs[:, t]
         if t + 1 == max_new_tokens or (can_finish and (t + 1) % sync_every == 0 and not bool(choice.unfinished.any())):
             break
         if fused is None:
             logits, state = step(tokens, state)
-    if can_finish:
-        return choice.sequences[:, :prefix.shape[1] + int(choice.generated.max())]
-    return choice.sequences
+    new = int(choice.generated.max()) if can_finish else max_new_tokens
+    lengths = choice.generated if can_finish else torch.full_like(choice.generated, max_new_tokens)
+    return Sampled(choice.sequences[:, :prefix.shape[1] + new], choice.logprobs[:, :new], lengths)
 
 
 def race(scores: Tensor, noise: Tensor) -> Tensor:

@@ -8,13 +8,15 @@ incremental: each new piece is the text of a short window of recent tokens minus
 same window without the new ones, held back while it ends in U+FFFD (a byte-level token that is only
 part of a UTF-8 character). Beam search cannot know its best hypothesis before the end, so with
 `num_beams > 1` the whole text comes as one piece when the search finishes. Once the pieces run out,
-the stream's `finish_reason` says whether the text ended ("stop") or was cut by max_new_tokens ("length").
+the stream's `finish_reason` says whether the text ended ("stop") or was cut by max_new_tokens ("length"),
+its `token_logprobs` give log p_model of each generated token and its `confidence` their mean (with beams,
+the beam score), as in `GenerateOutput`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -56,13 +58,24 @@ class IncrementalDetokenizer:
         return text[len(done):]
 
 
+class Ending(NamedTuple):
+    """How a stream's text ended, known once its pieces run out."""
+
+    finish_reason: str  # "stop" or "length"
+    token_logprobs: list[float]  # log p_model of each generated token, EOS included
+    confidence: float  # their mean; with beams, the beam score
+
+
 class TextStream:
     """The pieces of one generated text, to iterate once; then `finish_reason` says how it ended: "stop" (EOS
-    or a stop string) or "length" (max_new_tokens ran out), as in `GenerateOutput.finish_reasons`."""
+    or a stop string) or "length" (max_new_tokens ran out), as in `GenerateOutput.finish_reasons`, and
+    `confidence` / `token_logprobs` how sure the model was, as in `GenerateOutput`."""
 
-    def __init__(self, pieces: Generator[str, None, str]):
+    def __init__(self, pieces: Generator[str, None, Ending]):
         self._pieces = pieces
-        self.finish_reason: str | None = None  # set when the pieces run out
+        self.finish_reason: str | None = None  # these three are set when the pieces run out
+        self.confidence: float | None = None
+        self.token_logprobs: list[float] | None = None
 
     def __iter__(self) -> TextStream:
         return self
@@ -71,7 +84,7 @@ class TextStream:
         try:
             return next(self._pieces)
         except StopIteration as end:
-            self.finish_reason = end.value
+            self.finish_reason, self.token_logprobs, self.confidence = end.value
             raise StopIteration from None
 
 
@@ -80,14 +93,14 @@ def stream(model: Any, tokenizer: Any, prompt: str, *, label: str | None = None,
     """Yield the generated text of `prompt` piece by piece (generation options and `compile_step` as in `generate`).
 
     The text stops right after a stop string; it never includes the prompt. Once the pieces run out, the
-    returned stream's `finish_reason` is "stop" or "length".
+    returned stream's `finish_reason` is "stop" or "length", and its `confidence` and `token_logprobs` are set.
     """
     return TextStream(_pieces(model, tokenizer, prompt, label, compile_step, options))
 
 
 def _pieces(model: Any, tokenizer: Any, prompt: str, label: str | None, compile_step: bool,
-            options: dict[str, Any]) -> Generator[str, None, str]:
-    """`stream`'s pieces; returns the finish reason."""
+            options: dict[str, Any]) -> Generator[str, None, Ending]:
+    """`stream`'s pieces; returns how the text ended."""
     opts = parse_options(options)
     if opts.num_return_sequences != 1:
         raise SeqlabError("streaming produces one sequence: num_return_sequences must be 1")
@@ -99,13 +112,14 @@ def _pieces(model: Any, tokenizer: Any, prompt: str, label: str | None, compile_
         text, _ = cut_at_stop(tokenizer.decode(out.sequences[0, start:].tolist()), opts.stop_list)
         if text:
             yield text
-        return out.finish_reasons[0]
+        return Ending(out.finish_reasons[0], out.token_logprobs[0, :int(out.lengths[0])].tolist(), out.confidence[0])
     decoding = prepare(model, input_ids, None, opts, tokenizer=tokenizer, streaming=True, compile_step=compile_step)
     context = [] if model.is_encoder_decoder else ids[-1:]
     detok = IncrementalDetokenizer(tokenizer, context)
-    emitted = ""
-    for tokens in token_steps(decoding):
+    emitted, logprobs = "", []
+    for tokens, token_logprobs in token_steps(decoding):
         piece = detok.push(tokens.tolist())
+        logprobs.append(float(token_logprobs[0]))
         if piece:
             piece, stopped = cut_at_stop(emitted + piece, opts.stop_list)
             piece = piece[len(emitted):]
@@ -113,10 +127,14 @@ def _pieces(model: Any, tokenizer: Any, prompt: str, label: str | None, compile_
             if piece:
                 yield piece
             if stopped:
-                return "stop"
+                return Ending("stop", logprobs, _mean(logprobs))
     tail, _ = cut_at_stop(emitted + detok.flush(), opts.stop_list)  # the engine may stop within a held-back character
     if tail[len(emitted):]:
         yield tail[len(emitted):]
     generated = decoding.prefix.new_tensor([detok.ids[len(context):]])  # (1, new): every token pushed
     sequence = torch.cat([decoding.prefix, generated], dim=1)  # (1, P + new)
-    return finish_reasons(decoding, sequence)[0]
+    return Ending(finish_reasons(decoding, sequence)[0], logprobs, _mean(logprobs))
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / max(len(values), 1)
