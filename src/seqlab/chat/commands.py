@@ -13,8 +13,10 @@ HELP = f"""commands:
   /set NAME VALUE            change a decoding option, e.g. /set temperature 0.7, /set top_p 0.9,
                              /set max_new_tokens 40, /set history_turns 3
   /strategy greedy|sample|beam N
-  /show                      the decoding settings, the options changed since the start, and the
-                             last reply's finish_reason (stop, or length: cut at max_new_tokens)
+  /show                      the decoding settings, the options changed since the start, the safety
+                             policy, and the last reply's finish_reason (stop; length: cut at
+                             max_new_tokens; content_filter: refused), confidence and what the
+                             policy did (masked, regenerated, refused, fallback)
   Ctrl-D                     leave
 a reply cut at max_new_tokens ends with "{CUT_MARK.strip()}"; /set max_new_tokens N allows longer ones
 options: history_turns, {', '.join(SETTABLE)}"""

@@ -5,9 +5,11 @@ The model sees the last k turns (k = `history_turns`, the run's `data.history_tu
     encoder-decoder:  source = " <sep> ".join(turns[-k:])          (as the dialogue pairs were built)
     language model:   prompt = "\\n".join(turns[-k:]) + "\\n"          reply = the text up to the next newline
 
-and every reply comes from `seqlab.decode.stream`, the one streaming generator. A reply is one line: line
-breaks inside it become spaces. When max_new_tokens cut it short (finish_reason "length") the chat shows
-`CUT_MARK` after it, and `/show` gives the last reply's finish_reason.
+and every reply comes from `seqlab.decode.stream`, the one streaming generator, through the session's
+`seqlab.safety.ReplyPolicy` (the confidence fallback and the output filter; by default neither). A reply is
+one line: line breaks inside it become spaces. When max_new_tokens cut it short (finish_reason "length")
+the chat shows `CUT_MARK` after it, and `/show` gives the last reply's finish_reason, confidence and what
+the policy did.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from seqlab.config import coerce
 from seqlab.data.corpora.dialogue import SEPARATOR
 from seqlab.decode import GenerationOptions, stream
 from seqlab.errors import SeqlabError
+from seqlab.safety import Reply, ReplyPolicy
+from seqlab.safety.policy import with_banned_words
 
 # options the session owns: the tokenizer's ids and the per-reply seed
 FIXED_OPTIONS = ("eos_token_id", "pad_token_id", "seed")
@@ -32,7 +36,7 @@ LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # where str.
 
 class ChatSession:
     def __init__(self, model: Any, tokenizer: Any, options: GenerationOptions, history_turns: int = 1,
-                 seed: int | None = None):
+                 seed: int | None = None, policy: ReplyPolicy | None = None):
         if history_turns < 1:
             raise SeqlabError(f"history_turns must be >= 1, got {history_turns}")
         self.model = model
@@ -40,8 +44,9 @@ class ChatSession:
         self.options = dataclasses.replace(options, eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)
         self.history_turns = history_turns
         self.seed = seed
+        self.policy = policy or ReplyPolicy()
         self.turns: list[str] = []  # user, bot, user, bot, ...
-        self.finish_reason: str | None = None  # the last complete reply's: "stop" or "length"
+        self.last: Reply | None = None  # the last complete reply, and what the policy did to it
         self._initial = (self.options, history_turns)  # what /show compares with, to list the changes
 
     @property
@@ -55,26 +60,33 @@ class ChatSession:
             return SEPARATOR.join(context)
         return "\n".join(context) + "\n"
 
+    @property
+    def finish_reason(self) -> str | None:
+        """The last complete reply's: "stop", "length" (cut by max_new_tokens), "content_filter" (refused)."""
+        return self.last.finish_reason if self.last else None
+
     def reply(self, user_text: str) -> Iterator[str]:
-        """Stream the reply's pieces (no line breaks); once it is complete, the exchange joins the history and
-        `finish_reason` says whether it ended ("stop") or max_new_tokens cut it ("length")."""
+        """Stream the reply's pieces (no line breaks) through the policy; once it is complete, the exchange
+        joins the history and `last` says how it ended and what the policy did."""
         user_text = " ".join(user_text.split())
         options = dataclasses.asdict(self.options)
-        if self.seed is not None:  # a different, reproducible draw for every reply
+        if self.seed is not None:  # a different, reproducible draw for every reply (and the same for a retry)
             options["seed"] = self.seed + len(self.turns) // 2
         if not self.is_encoder_decoder:
             options["stop_strings"] = [*self.options.stop_list, "\n"]
-        pieces = []
-        self.finish_reason = None
-        text = stream(self.model, self.tokenizer, self.prompt(user_text), **options)
-        for piece in text:
-            piece = LINE_BREAKS.sub(" ", piece if self.is_encoder_decoder else piece.split("\n")[0])
-            piece = piece if pieces else piece.lstrip()  # a word tokenizer's joining space
-            if piece:
-                pieces.append(piece)
-                yield piece
-        self.turns += [user_text, " ".join("".join(pieces).split())]
-        self.finish_reason = text.finish_reason
+        prompt = self.prompt(user_text)
+        self.last = None
+
+        def start(banned: list[str]) -> ReplyLine:
+            return ReplyLine(stream(self.model, self.tokenizer, prompt, **with_banned_words(options, banned)),
+                             self.is_encoder_decoder)
+
+        exact = self.options.num_beams == 1 and (self.seed is not None or not self.options.do_sample)
+        replies = self.policy.apply_stream(start, exact_retries=exact)
+        yield from replies
+        assert replies.reply is not None
+        self.turns += [user_text, " ".join(replies.reply.text.split())]
+        self.last = replies.reply
 
     def reset(self) -> None:
         self.turns = []
@@ -114,12 +126,24 @@ class ChatSession:
         if changed:
             lines.append("changed: " + ", ".join(f"{name} {_shown(new)} (was {_shown(old)})"
                                                  for name, (old, new) in changed.items()))
-        if self.finish_reason == "length":
-            lines.append(f"last reply: finish_reason length (cut at max_new_tokens {o.max_new_tokens}, "
-                         f"marked{CUT_MARK})")
-        elif self.finish_reason is not None:
-            lines.append(f"last reply: finish_reason {self.finish_reason}")
+        if self.policy.active:
+            lines.append(self.policy.describe())
+        if self.last is not None:
+            lines.append(self._last_reply())
         return "\n".join(lines)
+
+    def _last_reply(self) -> str:
+        """The last reply's finish_reason, confidence and what the policy did."""
+        last = self.last
+        assert last is not None
+        line = f"last reply: finish_reason {last.finish_reason}"
+        if last.finish_reason == "length":
+            line += f" (cut at max_new_tokens {self.options.max_new_tokens}, marked{CUT_MARK})"
+        if last.confidence is not None:
+            line += f", confidence {last.confidence:.4g} (mean log-prob per token)"
+        if self.policy.active:
+            line += f", policy: {_policy_note(last)}"
+        return line
 
     def changes(self) -> dict[str, tuple[Any, Any]]:
         """{option: (value at the start, value now)} for every option changed since the session began."""
@@ -129,6 +153,39 @@ class ChatSession:
         if history_turns != self.history_turns:
             changed["history_turns"] = (history_turns, self.history_turns)
         return changed
+
+
+class ReplyLine:
+    """A reply stream as the chat shows it: one line (a language model's reply ends at its first line break;
+    other line breaks become spaces), without the space a word tokenizer puts first; its `finish_reason`
+    and `confidence` are the stream's."""
+
+    def __init__(self, stream: Any, is_encoder_decoder: bool):
+        self.stream = stream  # a seqlab.decode.stream.TextStream
+        self.is_encoder_decoder = is_encoder_decoder
+        self.finish_reason: str | None = None
+        self.confidence: float | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        started = False
+        for piece in self.stream:
+            piece = LINE_BREAKS.sub(" ", piece if self.is_encoder_decoder else piece.split("\n")[0])
+            piece = piece if started else piece.lstrip()  # a word tokenizer's joining space
+            if piece:
+                started = True
+                yield piece
+        self.finish_reason, self.confidence = self.stream.finish_reason, self.stream.confidence
+
+
+def _policy_note(reply: Reply) -> str:
+    """What the policy did to a reply, without repeating the words it found."""
+    found = f"{len(reply.flagged)} listed word{'s' * (len(reply.flagged) != 1)}"
+    tries = f"{reply.tries} {'try' if reply.tries == 1 else 'tries'}"
+    notes = {"none": "nothing to do", "masked": f"masked {found}",
+             "regenerated": f"regenerated ({tries}, {found} banned)",
+             "refused": f"refused after {tries} ({found})",
+             "fallback": "fallback (confidence below the threshold)"}
+    return notes[reply.action_taken]
 
 
 def _shown(value: Any) -> str:
