@@ -8,7 +8,7 @@
 Matching is on folded text (`seqlab.safety.normalise`: NFKD without accents, case folded). A listed
 word also matches
 
-- its letters' leetspeak look-alikes: "sh1t", "$hit", "a55";
+- its letters' leetspeak look-alikes, and "*" for a vowel: "sh1t", "$hit", "a55", "f*ck";
 - each letter repeated: "fuuuck", "shiiit" (spaced-script words only);
 - its letters spelt out with one separator, the same each time: "f u c k", "f.u.c.k", "f-u-c-k", "傻 逼".
 

@@ -8,7 +8,8 @@ off, which are dropped: "fück" reads as "fuck". Folding a character never depen
 a text streamed piece by piece folds exactly as the whole text does.
 
 Leetspeak is not rewritten in the text (a "1" may be a digit); instead a listed letter matches its
-look-alikes (`LOOK_ALIKES`: "s" matches "s", "5" and "$"), in `seqlab.safety.filter`'s patterns.
+look-alikes (`LOOK_ALIKES`: "s" matches "s", "5" and "$"; a vowel matches "*", as in "f*ck"), in
+`seqlab.safety.filter`'s patterns.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import unicodedata
 from functools import lru_cache
 
 # letter -> the characters written for it in leetspeak
-LOOK_ALIKES = {"a": "4@", "b": "8", "e": "3", "g": "9", "i": "1!|", "l": "1|", "o": "0", "s": "5$", "t": "7+"}
+LOOK_ALIKES = {"a": "4@*", "b": "8", "e": "3*", "g": "9", "i": "1!|*", "l": "1|", "o": "0*", "s": "5$", "t": "7+",
+               "u": "*"}
 
 
 @lru_cache(maxsize=8192)
