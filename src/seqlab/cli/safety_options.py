@@ -7,11 +7,11 @@ from typing import Any
 
 import typer
 
-SafetyOpt: Any = typer.Option(None, "--safety", metavar="off|words|profanity", help=(
+SafetyOpt: Any = typer.Option(None, "--safety", metavar="FILTER", help=(
     "Output filter on every reply: off; words (seqlab's English and Chinese lists and --safety-words); "
     "profanity (those and the words the alt-profanity-check classifier flags). Default: the run's "
     "safety.filter."))
-SafetyActionOpt: Any = typer.Option(None, "--safety-action", metavar="mask|regenerate|refuse", help=(
+SafetyActionOpt: Any = typer.Option(None, "--safety-action", metavar="ACTION", help=(
     "What a reply with a filtered word gets: mask (****), regenerate (again with the word banned, then "
     "refuse), refuse (the run's safety.refusal). Default: the run's safety.action."))
 SafetyWordsOpt: Any = typer.Option(None, "--safety-words", metavar="FILE", help=(
