@@ -9,6 +9,8 @@ the fill after it excluded; with beams it is the beam score.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from decode_fakes import StaticRNN
@@ -202,3 +204,17 @@ def test_a_stream_cut_at_a_stop_string_scores_the_tokens_it_took():
     assert reply.endswith("c") and text.finish_reason == "stop"
     assert text.token_logprobs == pytest.approx(out.token_logprobs[0, :int(out.lengths[0])].tolist(), abs=1e-6)
     assert text.confidence == pytest.approx(out.confidence[0], abs=1e-6)
+
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_cuda_graph_records_the_logprobs(lm, prompts, eos):
+    """On a GPU the choice is recorded in a CUDA graph with the model's step, the end checked every 16
+    tokens: the log-probs are the CPU's within kernel rounding."""
+    gpu = copy.deepcopy(lm).cuda()
+    for options in (dict(), dict(num_beams=3)):
+        options = dict(options, max_new_tokens=2 * NEW, eos_token_id=eos, pad_token_id=PAD)
+        cpu, fast = generate(lm, prompts, **options), generate(gpu, prompts.cuda(), **options)
+        assert torch.equal(fast.sequences.cpu(), cpu.sequences), options
+        torch.testing.assert_close(fast.token_logprobs.cpu(), cpu.token_logprobs, atol=1e-4, rtol=1e-4)
+        assert fast.confidence == pytest.approx(cpu.confidence, abs=1e-4)
