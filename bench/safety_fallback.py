@@ -43,7 +43,7 @@ import torch
 from seqlab.chat import ChatSession
 from seqlab.config import load_config
 from seqlab.decode import GenerationOptions
-from seqlab.eval.calibrate import Reply, answers, calibrate, reply_to_pairs
+from seqlab.eval.calibrate import ScoredReply, answers, calibrate, reply_to_pairs
 from seqlab.models.loading import load_model_from_run
 from seqlab.train.seq2seq import train_seq2seq
 
@@ -117,7 +117,7 @@ def train_bot(train: list[tuple[str, str]], folder: Path, steps: int, seed: int)
     return folder / "run", time.perf_counter() - started
 
 
-def evaluate(replies: list[Reply], heldout: list[tuple[str, str, str]], targets: list[float], seed: int,
+def evaluate(replies: list[ScoredReply], heldout: list[tuple[str, str, str]], targets: list[float], seed: int,
              decoding: str) -> list[dict[str, Any]]:
     """Calibrate on one shuffled half of the held-out replies, measure on the other, per target coverage."""
     order = list(range(len(heldout)))

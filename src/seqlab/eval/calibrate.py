@@ -39,7 +39,7 @@ TABLE_COVERAGES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
 
 @dataclass(frozen=True)
-class Reply:
+class ScoredReply:
     """One held-out question, the model's reply to it, and how it scored."""
 
     question: str
@@ -187,7 +187,7 @@ def normalise(text: str) -> str:
 
 
 def reply_to_pairs(session: Any, pairs: Sequence[tuple[str, str]], *, tokenize: str = "13a", batch_size: int = 32,
-                   seed: int | None = None) -> list[Reply]:
+                   seed: int | None = None) -> list[ScoredReply]:
     """The chat's reply to each question, with its confidence and whether it matches the reference.
 
     `session` is a `seqlab.chat.ChatSession`: its model, tokenizer and options, and its `prompt` (the last
@@ -218,7 +218,7 @@ def reply_to_pairs(session: Any, pairs: Sequence[tuple[str, str]], *, tokenize: 
             tokens = out.sequences[i, first:first + int(out.lengths[i])].tolist()
             text, _ = cut_at_stop(tokenizer.decode(tokens), stops)
             text = " ".join((text if model.is_encoder_decoder else text.split("\n")[0]).split())
-            replies.append(Reply(question, reference, text, out.confidence[i], is_right(text, reference)))
+            replies.append(ScoredReply(question, reference, text, out.confidence[i], is_right(text, reference)))
     return replies
 
 
