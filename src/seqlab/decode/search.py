@@ -13,8 +13,11 @@ rows have finished only every `sync_every` steps — each ask waits for the devi
 loop may run a few steps past the end; those steps only write fill tokens, and the result is cut at
 the longest row, exactly as if it had stopped in time.
 
-`Choice` is one step's choice and bookkeeping on tensors made once per decoding; on a GPU it is
-recorded in the CUDA graph with the model's step (seqlab.decode.graphs), the E_v drawn just before.
+`choose` is the rule itself, for rows that share their processors: the one implementation of a step's
+log-probabilities, processors and choice. `Choice` is a step of `sample_tokens` (rows in lockstep: one
+prompt length, one set of processors): `choose` and the bookkeeping, on tensors made once per decoding;
+on a GPU it is recorded in the CUDA graph with the model's step (seqlab.decode.graphs), the E_v drawn
+just before. Continuous batching (seqlab.decode.batching) calls `choose` on groups of its rows.
 """
 
 from __future__ import annotations
@@ -73,9 +76,8 @@ class Choice:
     def __call__(self, logits: Tensor) -> Tensor:
         """logits (N, V) -> this step's tokens (N,), written at `column`, their log-probabilities at
         `column - P` of `logprobs`; rows that had finished get `fill` (log-probability 0)."""
-        log_probs = torch.log_softmax(logits.float(), dim=-1)  # (N, V) the model's own, before the processors
-        scores = self.processors(self.sequences[:, :self.length], logits.float())  # (N, V)
-        tokens = race(scores, self.noise) if self.do_sample else scores.argmax(dim=-1)  # (N,)
+        tokens, log_probs = choose(logits, self.processors, self.sequences[:, :self.length],
+                                   self.noise if self.do_sample else None)
         if self.can_finish:
             if self.fill is not None:
                 tokens = torch.where(self.unfinished, tokens, self.fill)
@@ -122,6 +124,19 @@ def sample_tokens(step: StepFn, prefix: Tensor, logits: Tensor, state: Any, *, m
     new = int(choice.generated.max()) if can_finish else max_new_tokens
     lengths = choice.generated if can_finish else torch.full_like(choice.generated, max_new_tokens)
     return Sampled(choice.sequences[:, :prefix.shape[1] + new], choice.logprobs[:, :new], lengths)
+
+
+def choose(logits: Tensor, processors: ProcessorList, ids: Tensor, noise: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The next tokens (N,) of rows that share `processors`, and the model's log-probabilities (N, V).
+
+    logits (N, V) are the model's; `ids` (N, L) the tokens so far, prompt included (processors that read
+    neither the tokens nor their number accept any `ids`); `noise` (N, V) sampling's Exp(1) draws, or None
+    for greedy search. The log-probabilities are log softmax of the raw logits, before the processors.
+    """
+    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (N, V) the model's own, before the processors
+    scores = processors(ids, logits.float())  # (N, V)
+    tokens = race(scores, noise) if noise is not None else scores.argmax(dim=-1)  # (N,)
+    return tokens, log_probs
 
 
 def race(scores: Tensor, noise: Tensor) -> Tensor:

@@ -58,6 +58,38 @@ class IncrementalDetokenizer:
         return text[len(done):]
 
 
+class TextPieces:
+    """The text of one generated sequence, piece by piece, as `stream` yields it: the pieces of an
+    `IncrementalDetokenizer`, the text cut right after the first of `stops` (then `stopped` is set). The
+    continuous batcher (seqlab.decode.batching) keeps one per row."""
+
+    def __init__(self, tokenizer: Any, context: list[int], stops: list[str]):
+        self.detokenizer = IncrementalDetokenizer(tokenizer, context)
+        self.context = len(context)
+        self.stops = stops
+        self.text = ""  # emitted so far
+        self.stopped = False
+
+    def push(self, token_ids: list[int]) -> str:
+        """The text the new tokens complete ("" while a character is incomplete)."""
+        piece = self.detokenizer.push(token_ids)
+        return self._emit(piece) if piece else ""
+
+    def finish(self) -> str:
+        """At the end of the sequence, what was held back (the engine may stop within a held-back character)."""
+        return self._emit(self.detokenizer.flush())
+
+    @property
+    def token_ids(self) -> list[int]:
+        """Every token pushed."""
+        return self.detokenizer.ids[self.context:]
+
+    def _emit(self, piece: str) -> str:
+        text, self.stopped = cut_at_stop(self.text + piece, self.stops)
+        piece, self.text = text[len(self.text):], text
+        return piece
+
+
 class Ending(NamedTuple):
     """How a stream's text ended, known once its pieces run out."""
 
@@ -114,26 +146,24 @@ def _pieces(model: Any, tokenizer: Any, prompt: str, label: str | None, compile_
             yield text
         return Ending(out.finish_reasons[0], out.token_logprobs[0, :int(out.lengths[0])].tolist(), out.confidence[0])
     decoding = prepare(model, input_ids, None, opts, tokenizer=tokenizer, streaming=True, compile_step=compile_step)
-    context = [] if model.is_encoder_decoder else ids[-1:]
-    detok = IncrementalDetokenizer(tokenizer, context)
-    emitted, logprobs = "", []
+    text, logprobs = TextPieces(tokenizer, detokenizer_context(model, ids), opts.stop_list), []
     for tokens, token_logprobs in token_steps(decoding):
-        piece = detok.push(tokens.tolist())
+        piece = text.push(tokens.tolist())
         logprobs.append(float(token_logprobs[0]))
         if piece:
-            piece, stopped = cut_at_stop(emitted + piece, opts.stop_list)
-            piece = piece[len(emitted):]
-            emitted += piece
-            if piece:
-                yield piece
-            if stopped:
-                return Ending("stop", logprobs, _mean(logprobs))
-    tail, _ = cut_at_stop(emitted + detok.flush(), opts.stop_list)  # the engine may stop within a held-back character
-    if tail[len(emitted):]:
-        yield tail[len(emitted):]
-    generated = decoding.prefix.new_tensor([detok.ids[len(context):]])  # (1, new): every token pushed
+            yield piece
+        if text.stopped:
+            return Ending("stop", logprobs, _mean(logprobs))
+    if tail := text.finish():
+        yield tail
+    generated = decoding.prefix.new_tensor([text.token_ids])  # (1, new): every token pushed
     sequence = torch.cat([decoding.prefix, generated], dim=1)  # (1, P + new)
     return Ending(finish_reasons(decoding, sequence)[0], logprobs, _mean(logprobs))
+
+
+def detokenizer_context(model: Any, prompt_ids: list[int]) -> list[int]:
+    """What the generated text is decoded after: the prompt's last token (the target has none of its own)."""
+    return [] if model.is_encoder_decoder else prompt_ids[-1:]
 
 
 def _mean(values: list[float]) -> float:
