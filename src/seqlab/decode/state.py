@@ -19,6 +19,20 @@ so greedy, beam search, sampling and streaming work unchanged for each of them:
 - the GPU fast path (seqlab.decode.graphs) captures `step` in a CUDA graph when the model sets
   `capturable_step = True` (seqlab's TransformerLM qualifies): `step` then only updates the state's
   tensors in place (no Python-side counters), and `reorder_state` keeps their addresses when B' == B.
+
+Continuous batching (seqlab.decode.batching) needs two more methods, optional for `generate`:
+
+        state = model.merge_states(a, b)     # rows of a, then rows of b (b: a request's prefill)
+        state = model.make_room(state)       # before a step; only models whose rows share a write slot
+
+- `merge_states(a, b)` joins two states of any batch sizes (a may have 0 rows: the batch emptied), so
+  that every row's logits are what they would be alone (up to float rounding). Recurrent states are
+  concatenated; encoder-decoders pad the encoder memories (and their masks) to the longer source;
+  the Transformers' static caches have one write slot for all rows, so the state that has written
+  fewer slots is shifted right until both end at the same slot (positions are per row).
+- rows leave through `reorder_state(state, index)` with the rows that stay (B' < B).
+- `make_room(state)`: when the shared write slot has reached the end of the cache, shift every row
+  left by the first slot any row uses (rows that joined late start further right).
 """
 
 from __future__ import annotations

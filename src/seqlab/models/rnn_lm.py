@@ -115,6 +115,12 @@ class RNNLanguageModel(nn.Module):
             return tuple(s.index_select(1, index.to(s.device)) for s in state)
         return state.index_select(1, index.to(state.device))
 
+    def merge_states(self, a: RNNState, b: RNNState) -> RNNState:
+        """Rows of `a`, then rows of `b` (continuous batching): the hidden states side by side."""
+        if isinstance(a, tuple):
+            return tuple(torch.cat([x, y], dim=1) for x, y in zip(a, b, strict=True))
+        return torch.cat([a, b], dim=1)
+
 
 @register("rnn_lm")
 def build_rnn_lm(cfg: ModelConfig, vocab_size: int, **extra: int) -> RNNLanguageModel:

@@ -62,6 +62,26 @@ class RNNDecoderState:
         return RNNDecoderState(hidden, pick(self.memory), pick(self.keys), pick(self.mask), pick(self.feed),
                                pick(self.attn))
 
+    def merge(self, other: RNNDecoderState) -> RNNDecoderState:
+        """This state's rows, then `other`'s; memory, keys, mask and attention padded to the longer source
+        (padding is masked out, so it gets attention weight 0)."""
+        S = max(self.mask.size(1), other.mask.size(1))
+        cat = lambda x, y: None if x is None else torch.cat([x, y])  # noqa: E731
+        source = lambda x, y: None if x is None else torch.cat([_pad_source(x, S), _pad_source(y, S)])  # noqa: E731
+        hidden = tuple(torch.cat([h, g], dim=1) for h, g in zip(self.hidden, other.hidden, strict=True)) \
+            if isinstance(self.hidden, tuple) else torch.cat([self.hidden, other.hidden], dim=1)
+        return RNNDecoderState(hidden, source(self.memory, other.memory), source(self.keys, other.keys),
+                               source(self.mask, other.mask), cat(self.feed, other.feed), source(self.attn, other.attn))
+
+
+def _pad_source(t: Tensor, S: int) -> Tensor:
+    """(B, S', ...) -> (B, S, ...) with zeros (False) after the first S' source positions."""
+    if t.size(1) == S:
+        return t
+    out = t.new_zeros(t.size(0), S, *t.shape[2:])
+    out[:, :t.size(1)] = t
+    return out
+
 
 class Seq2SeqRNN(nn.Module):
     is_encoder_decoder = True
@@ -199,6 +219,10 @@ class Seq2SeqRNN(nn.Module):
 
     def reorder_state(self, state: RNNDecoderState, index: Tensor) -> RNNDecoderState:
         return state.reorder(index.to(state.memory.device))
+
+    def merge_states(self, a: RNNDecoderState, b: RNNDecoderState) -> RNNDecoderState:
+        """Rows of `a`, then rows of `b` (continuous batching), the encoder memories padded to the longer source."""
+        return a.merge(b)
 
     @torch.no_grad()
     def attention_weights(self, src: Tensor, tgt: Tensor) -> Tensor:

@@ -126,7 +126,8 @@ class TransformerDecoderState:
     cache: StaticKVCache  # decoder self-attention keys/values, (B, nh, max_len, hs) per layer
     cross: list[tuple[Tensor, Tensor]]  # per layer: cross-attention keys/values of the memory (B, nh, S, hs)
     mask: Tensor  # (B, 1, 1, S) True at real source tokens
-    pos: int  # target positions written so far
+    pos: int  # target positions written so far: the cache slot the next token is written to
+    offset: Tensor | None = None  # (B,) merged batches: the slot each row's target starts at (None: all at 0)
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -161,11 +162,14 @@ class Seq2SeqTransformer(nn.Module):
             self.lm_head.weight = self.tgt_embed.weight
         self.apply(gpt2_init)
 
-    def _embed(self, table: nn.Embedding, ids: Tensor, start: int = 0) -> Tensor:
+    def _embed(self, table: nn.Embedding, ids: Tensor, start: int | Tensor = 0) -> Tensor:
+        """ids (B, T) from position `start` (an int, or (B,) per row) -> (B, T, C)."""
         T = ids.size(1)
-        if start + T > self.max_length:
-            raise SeqlabError(f"sequence of {start + T} tokens is longer than model.context_length ({self.max_length})")
-        pos = torch.arange(start, start + T, device=ids.device)
+        last = int(start.max()) if isinstance(start, Tensor) else start
+        if last + T > self.max_length:
+            raise SeqlabError(f"sequence of {last + T} tokens is longer than model.context_length ({self.max_length})")
+        pos = torch.arange(T, device=ids.device)
+        pos = start[:, None] + pos if isinstance(start, Tensor) else pos + start  # (B, T) or (T,)
         p = self.pos_embed(pos) if hasattr(self, "pos_embed") else self.pos_table[pos]
         return self.drop(table(ids) * self.embed_scale + p)  # (B, T, C)
 
@@ -217,9 +221,15 @@ class Seq2SeqTransformer(nn.Module):
         """tokens (B,) at target position `state.pos` -> logits (B, V); the cache gains one position."""
         if state.pos >= state.cache.max_len:
             raise SeqlabError(f"target longer than the {state.cache.max_len} positions prefill allocated")
-        y = self._embed(self.tgt_embed, tokens[:, None], start=state.pos)  # (B, 1, C)
+        slots = torch.arange(state.cache.max_len, device=tokens.device)  # (S_t,)
+        seen = slots <= state.pos
+        if state.offset is None:
+            y = self._embed(self.tgt_embed, tokens[:, None], start=state.pos)  # (B, 1, C)
+            seen = seen[None, None, None, :]  # (1, 1, 1, S_t)
+        else:  # rows of a merged batch start at their own slot
+            y = self._embed(self.tgt_embed, tokens[:, None], start=state.pos - state.offset)
+            seen = (seen & (slots >= state.offset[:, None]))[:, None, None, :]  # (B, 1, 1, S_t)
         slot = torch.tensor([state.pos], device=tokens.device)
-        seen = (torch.arange(state.cache.max_len, device=tokens.device) <= state.pos)[None, None, None, :]
         for i, layer in enumerate(self.decoder):
             k, v = layer.self_attn.keys_values(layer.ln_1(y))
             keys, values = state.cache.write(i, k, v, slot)
@@ -230,7 +240,39 @@ class Seq2SeqTransformer(nn.Module):
     def reorder_state(self, state: TransformerDecoderState, index: Tensor) -> TransformerDecoderState:
         index = index.to(state.mask.device)
         cross = [(k.index_select(0, index), v.index_select(0, index)) for k, v in state.cross]
-        return TransformerDecoderState(state.cache.reorder(index), cross, reorder_rows(state.mask, index), state.pos)
+        if state.offset is None:
+            return TransformerDecoderState(state.cache.reorder(index), cross, reorder_rows(state.mask, index), state.pos)
+        return TransformerDecoderState(state.cache.reorder(index, state.pos), cross, reorder_rows(state.mask, index),
+                                       state.pos, state.offset.index_select(0, index))
+
+    def merge_states(self, a: TransformerDecoderState, b: TransformerDecoderState) -> TransformerDecoderState:
+        """Rows of `a`, then rows of `b` (continuous batching), in a self-attention cache of the model's target
+        positions; the sources padded to the longer one (masked). As in TransformerLM, all rows write at one
+        slot: the state that has written fewer is shifted right (`offset` keeps each row's target positions)."""
+        filled_a = a.pos if a.mask.size(0) else 0  # an empty batch starts over
+        pos = max(filled_a, b.pos)
+        cache = a.cache.merge(b.cache, pos - filled_a, pos - b.pos, filled_a, b.pos, self.max_length)
+        S = max(a.mask.size(-1), b.mask.size(-1))
+        cross = [tuple(torch.cat([_pad_source(x, S, dim=2), _pad_source(y, S, dim=2)]) for x, y in zip(ka, kb, strict=True))
+                 for ka, kb in zip(a.cross, b.cross, strict=True)]  # per layer (Ba + Bb, nh, S, hs) keys, values
+        mask = torch.cat([_pad_source(a.mask, S, dim=3), _pad_source(b.mask, S, dim=3)])  # (Ba + Bb, 1, 1, S)
+        offsets = [s.offset if s.offset is not None else s.mask.new_zeros(s.mask.size(0), dtype=torch.long)
+                   for s in (a, b)]
+        offset = torch.cat([offsets[0] + pos - filled_a, offsets[1] + pos - b.pos])
+        return TransformerDecoderState(cache, cross, mask, pos, offset)
+
+    def make_room(self, state: TransformerDecoderState) -> TransformerDecoderState:
+        """Before a step of a merged batch: when the shared slot has reached the end of the cache, shift every
+        row left by the smallest `offset` (see TransformerLM.make_room)."""
+        if state.pos < state.cache.max_len or state.offset is None:
+            return state
+        first = int(state.offset.min())
+        if first == 0:
+            raise SeqlabError(f"no room left in the decoder cache of {state.pos} positions: a row has filled it")
+        state.cache.shift(-first, state.pos)
+        state.pos -= first
+        state.offset -= first
+        return state
 
     @torch.no_grad()
     def attention_weights(self, src: Tensor, tgt: Tensor, layer: int = -1, head: int | None = None) -> Tensor:
@@ -246,6 +288,15 @@ class Seq2SeqTransformer(nn.Module):
         _, weights = self._decode(tgt_in, memory, mask, weights_of=layer % n_layer)  # (1, nh, T, S)
         weights = weights[0]
         return weights.mean(0) if head is None else weights[head]
+
+
+def _pad_source(t: Tensor, S: int, dim: int) -> Tensor:
+    """`t` with its source dimension `dim` (S' positions) padded to S with zeros (False: masked)."""
+    if t.size(dim) == S:
+        return t
+    out = t.new_zeros(*t.shape[:dim], S, *t.shape[dim + 1:])
+    out.narrow(dim, 0, t.size(dim)).copy_(t)
+    return out
 
 
 @register("seq2seq_transformer")

@@ -16,7 +16,8 @@ GPT-2's Conv1D weights.
 
 `model(idx)` returns logits (B, T, V); `model(idx, targets)` returns `(logits, loss)`, the loss being
 the mean cross-entropy over targets != -100. Decoding uses the protocol of seqlab.decode.state:
-`prefill` fills a static KV cache of prompt + max_new_tokens slots, `step` writes one slot in place.
+`prefill` fills a static KV cache of prompt + max_new_tokens slots, `step` writes one slot in place;
+continuous batching merges states (`merge_states`) and frees slots when the cache is full (`make_room`).
 """
 
 from __future__ import annotations
@@ -225,6 +226,42 @@ class TransformerLM(nn.Module):
         filled = int(state.slot) if state.slot.device.type == "cpu" else None  # free on CPU, a sync on GPU
         return TransformerState(state.cache.reorder(index, filled), reorder_rows(state.key_valid, index), state.slot,
                                 reorder_rows(state.position, index))
+
+    def merge_states(self, a: TransformerState, b: TransformerState) -> TransformerState:
+        """Rows of `a`, then rows of `b` (continuous batching: `b` is a request's prefill), in a cache of the
+        model's context length. All rows write at one slot, so the state that has written fewer slots is
+        shifted right until both end at the same slot; positions are per row, so moving keys and values to
+        other slots changes nothing they compute. Reuses a's buffers when they have room; consumes a and b."""
+        filled_a = int(a.slot) if a.position.numel() else 0  # an empty batch starts over
+        filled_b = int(b.slot)
+        slot = max(filled_a, filled_b)
+        S = self.max_length
+        cache = a.cache.merge(b.cache, slot - filled_a, slot - filled_b, filled_a, filled_b, S)
+        key_valid = torch.cat([_shifted(a.key_valid[:, :filled_a], slot - filled_a, S),
+                               _shifted(b.key_valid[:, :filled_b], slot - filled_b, S)])  # (Ba + Bb, S)
+        return TransformerState(cache, key_valid, a.slot.new_tensor([slot]), torch.cat([a.position, b.position]))
+
+    def make_room(self, state: TransformerState) -> TransformerState:
+        """Before a step of a merged batch: when the shared slot has reached the end of the cache, shift every
+        row left by the first slot any row uses (rows that joined late start further right)."""
+        slot = int(state.slot)
+        if slot < state.cache.max_len:
+            return state
+        first = int(state.key_valid[:, :slot].int().argmax(dim=1).min())  # the earliest row's first real slot
+        if first == 0:
+            raise SeqlabError(f"no room left in the KV cache of {slot} slots: a row has filled it")
+        state.cache.shift(-first, slot)
+        state.key_valid[:, :slot - first] = state.key_valid[:, first:slot].clone()
+        state.key_valid[:, slot - first:] = False
+        state.slot.sub_(first)
+        return state
+
+
+def _shifted(key_valid: Tensor, by: int, S: int) -> Tensor:
+    """key_valid (B, W) moved right by `by` slots in a (B, S) mask."""
+    out = key_valid.new_zeros(key_valid.size(0), S)
+    out[:, by:by + key_valid.size(1)] = key_valid
+    return out
 
 
 @register("transformer_lm")

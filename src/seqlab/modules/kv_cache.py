@@ -5,6 +5,12 @@ at the first write (so they take the dtype of the keys, e.g. bf16 under autocast
 slot index *tensor* (`index_copy_`), never a Python int, so a decode step has static shapes and
 addresses and can be captured in a CUDA graph. Unwritten slots hold zeros; the attention mask,
 kept by the model, says which slots are real.
+
+Continuous batching (seqlab.decode.batching) adds rows to a running cache and drops them: `merge` puts
+another cache's rows after this one's, `reorder` with fewer rows drops some, `shift` moves every row's
+slots. A merged cache keeps its rows at the front of *row storage*, buffers (R, nh, S, hs) with room
+for R >= B rows, so that a request joining or leaving copies its own rows, not the whole batch.
+Slots outside a row's mask may then hold another row's old keys: finite numbers that get weight 0.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ class StaticKVCache:
         self.keys: list[Tensor | None] = [None] * n_layer  # each (B, nh, S, hs)
         self.values: list[Tensor | None] = [None] * n_layer
         self.spare: list[Tensor] | None = None  # 2 * n_layer buffers like keys / values (CPU beam search)
+        self.storage: list[Tensor] | None = None  # merged caches: 2 * n_layer buffers (R, nh, S, hs), keys then values
 
     @classmethod
     def from_buffers(cls, keys: list[Tensor], values: list[Tensor]) -> StaticKVCache:
@@ -46,6 +53,8 @@ class StaticKVCache:
         zeros in every row."""
         out = StaticKVCache(len(self.keys), self.max_len)
         index = index.to(self.device)
+        if self.storage is not None and index.numel() <= self.storage[0].size(0):
+            return self._reorder_stored(index, filled)
         if filled is not None and self.keys[0] is not None and index.numel() == self.keys[0].size(0):
             # gather the filled slots straight into spare buffers and swap them in: one pass over the
             # cache and no temporary (gathering into a new tensor and copying it back costs more)
@@ -59,6 +68,63 @@ class StaticKVCache:
         out.keys = [None if k is None else reorder_rows(k, index) for k in self.keys]
         out.values = [None if v is None else reorder_rows(v, index) for v in self.values]
         return out
+
+    def merge(self, other: StaticKVCache, shift: int, other_shift: int, filled: int, other_filled: int,
+              max_len: int) -> StaticKVCache:
+        """This cache's rows, then `other`'s, in a cache of `max_len` slots: this cache's slots [0, filled)
+        move to [shift, shift + filled), `other`'s [0, other_filled) to [other_shift, other_shift + other_filled);
+        the slots before them become zeros. Reuses this cache's row storage when it has room (this cache
+        is then consumed), else grows it to the next power of two rows."""
+        n, B, B_other = len(self.keys), self.rows, other.rows
+        storage = self.storage or self.keys + self.values
+        if storage[0].size(0) < B + B_other or storage[0].size(2) != max_len:
+            R = 1 << (B + B_other - 1).bit_length()
+            grown = [buffer.new_zeros(R, buffer.size(1), max_len, buffer.size(3)) for buffer in storage]
+            for new, old in zip(grown, storage, strict=True):
+                new[:B, :, :filled] = old[:B, :, :filled]
+            storage = grown
+        out = StaticKVCache(n, max_len)
+        out.storage = storage
+        out.keys, out.values = [b[:B] for b in storage[:n]], [b[:B] for b in storage[n:]]
+        out.shift(shift, filled)
+        for buffer, source in zip(storage, other.keys + other.values, strict=True):
+            rows = buffer[B:B + B_other]  # (B_other, nh, S, hs)
+            rows[:, :, :other_shift] = 0
+            rows[:, :, other_shift:other_shift + other_filled] = source[:, :, :other_filled]
+        out.keys, out.values = [b[:B + B_other] for b in storage[:n]], [b[:B + B_other] for b in storage[n:]]
+        return out
+
+    def shift(self, by: int, filled: int) -> None:
+        """Move every row's slots [0, filled) by `by` slots, in place: right when by > 0 (the slots before
+        become zeros), left when by < 0 (the first -by slots are dropped, the freed slots become zeros)."""
+        if by == 0:
+            return
+        for buffer in self.keys + self.values:
+            if by > 0:
+                buffer[:, :, by:by + filled] = buffer[:, :, :filled].clone()
+                buffer[:, :, :by] = 0
+            else:
+                buffer[:, :, :filled + by] = buffer[:, :, -by:filled].clone()
+                buffer[:, :, filled + by:filled] = 0
+
+    def _reorder_stored(self, index: Tensor, filled: int | None) -> StaticKVCache:
+        """Rows `index` (B' <= R) into the first B' rows of the row storage; only rows that move are copied
+        (continuous batching drops a row by moving the last one into its place)."""
+        S = self.max_len if filled is None else filled
+        moved = (index != torch.arange(index.numel(), device=index.device)).nonzero()[:, 0]  # (M,)
+        if moved.numel():
+            for buffer in self.storage:
+                written = buffer[:, :, :S]  # (R, nh, S', hs)
+                written.index_copy_(0, moved, written.index_select(0, index[moved]))
+        out = StaticKVCache(len(self.keys), self.max_len)
+        n, B = len(self.keys), index.numel()
+        out.storage = self.storage
+        out.keys, out.values = [b[:B] for b in self.storage[:n]], [b[:B] for b in self.storage[n:]]
+        return out
+
+    @property
+    def rows(self) -> int:
+        return self.keys[0].size(0)
 
     @property
     def device(self) -> torch.device:
