@@ -1,0 +1,290 @@
+"""Continuous batching: one running batch of rows that requests join and leave between decode steps.
+
+    batch = ContinuousBatch(model, tokenizer, max_batch=16)
+    batch.add("a", prompt_ids, GenerationOptions(max_new_tokens=64, do_sample=True, seed=1))
+    while batch:
+        for event in batch.step():        # one model step over every row: a token (and text) per row
+            send(event.request_id, event.text, event.finish_reason)
+        batch.remove("b")                  # its client went away: the row leaves before the next step
+
+A request joins in two moves: `add` prefills its prompt alone (a batch of one, the model's `prefill`);
+the next `step` chooses its first token from those logits and merges its state into the running batch
+(the model's `merge_states`, seqlab.decode.state). Each step then feeds every running row its last
+token through one `model.step`, so the batch holds exactly the live rows: no compute on empty ones.
+A row that ends (EOS, a stop string, max_new_tokens or the context) or is removed leaves before the next
+step (`reorder_state` on the rows that stay; the last rows move into the holes).
+
+A request's tokens do not depend on the rest of the batch. Each row has its own options: processors
+built by `build_processors` from them, its own torch.Generator seeded with its seed and its own Exp(1)
+draws, its own stop strings, all as `generate` makes them for the request alone; the choice is
+`seqlab.decode.search.choose`, the one `generate` makes. Rows whose processors read neither the tokens
+nor their number, with equal settings (e.g. every request with the run's default sampling options),
+share one `choose` call: its operations are row by row, so each row gets the numbers it gets alone.
+What rows do share is the model step: a row's logits in a batch equal its logits alone up to float
+rounding (matrix kernels of another batch size, attention over a longer, masked cache; ~1e-6), which
+can change a token only where two are that close.
+
+The text of each row comes from a `seqlab.decode.stream.TextPieces`, as `stream` makes it: pieces that
+never split a character, cut right after a stop string. Beam search is not batched: it runs on
+`generate` (the server sends num_beams > 1 there). A batch is not thread-safe: one thread owns it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from seqlab.decode.generate import _check_inputs, _fit_context, _model_device, build_processors
+from seqlab.decode.options import GenerationOptions
+from seqlab.decode.prompts import build_prompt_ids
+from seqlab.decode.search import choose
+from seqlab.decode.stopping import StopStrings
+from seqlab.decode.stream import TextPieces, detokenizer_context
+from seqlab.errors import SeqlabError
+
+# options that never change processors which read neither the tokens nor their number (rows may differ in them)
+PER_ROW_OPTIONS = ("max_new_tokens", "seed", "stop_strings")
+
+
+class BatchFull(RuntimeError):
+    """`add` on a batch that already has `max_batch` rows."""
+
+
+class Usage(NamedTuple):
+    prompt_tokens: int  # the prompt's tokens (the source, for an encoder-decoder), label token included
+    completion_tokens: int  # tokens generated, EOS included
+
+
+@dataclasses.dataclass
+class BatchEvent:
+    """One row's step: its new token and the text it completes; at the row's last step, how it ended."""
+
+    request_id: Hashable
+    token_id: int
+    logprob: float  # log p_model(token): log softmax of the raw logits, before the processors
+    text: str  # the new text ("" while a character or a stop string's end is incomplete); may be several tokens'
+    finish_reason: str | None = None  # at the end: "stop" (EOS or a stop string) or "length"
+    usage: Usage | None = None  # at the end
+    confidence: float | None = None  # at the end: the mean token log-prob, as GenerateOutput.confidence
+
+    @property
+    def final(self) -> bool:
+        return self.finish_reason is not None
+
+
+class Row:
+    """One request's decoding in the batch: its options, processors, random stream, tokens and text."""
+
+    def __init__(self, request_id: Hashable, options: GenerationOptions, prompt_ids: list[int], prefix: Tensor,
+                 max_new_tokens: int, model: Any, tokenizer: Any):
+        P = prefix.shape[1]
+        self.request_id, self.options, self.max_new_tokens = request_id, options, max_new_tokens
+        self.prompt_tokens = len(prompt_ids)
+        self.processors = build_processors(options, P, max_new_tokens, None, tokenizer)
+        self.generator = None if options.seed is None else \
+            torch.Generator(device=prefix.device).manual_seed(options.seed)
+        self.noise: Tensor | None = None  # (1, V) sampling's Exp(1) draws for the next choice
+        self.stop = StopStrings(options.stop_list, tokenizer, P) if options.stop_strings is not None else None
+        self.text = TextPieces(tokenizer, detokenizer_context(model, prompt_ids), options.stop_list)
+        self.eos = set(options.eos_ids)
+        per_row = self.processors.reads_ids or any(hasattr(p, "active") for p in self.processors)
+        # rows with equal settings share one `choose`; others (their processors read the tokens) choose alone
+        self.group: Hashable = self if per_row else (_frozen(options),)
+        self.ids: Tensor | None = None  # (1, P + max_new_tokens) the tokens so far, when something reads them
+        if per_row or self.stop is not None:
+            self.ids = prefix.new_zeros(1, P + max_new_tokens)
+            self.ids[:, :P] = prefix
+        self.length = P  # tokens so far, prompt (or decoder start token) included
+        self.token_logprobs: list[float] = []
+        self.last_token: int | None = None
+        self.finish_reason: str | None = None
+        self.removed = False
+
+    @property
+    def generated(self) -> int:
+        return len(self.token_logprobs)
+
+    def draw(self, logits: Tensor) -> Tensor | None:
+        """Sampling: this choice's Exp(1) draws (1, V) from the row's own generator (None for greedy)."""
+        if not self.options.do_sample:
+            return None
+        if self.noise is None:
+            self.noise = torch.empty((1, logits.shape[-1]), dtype=torch.float32, device=logits.device)
+        return self.noise.exponential_(1.0, generator=self.generator)
+
+    def advance(self, token: int, logprob: float) -> BatchEvent:
+        """Take this step's token: its text, and whether the row ends, as `stream` decides it."""
+        self.token_logprobs.append(logprob)
+        self.last_token = token
+        if self.ids is not None:
+            self.ids[0, self.length] = token
+        self.length += 1
+        text = self.text.push([token])
+        if self.text.stopped:
+            self.finish_reason = "stop"
+        elif token in self.eos or (self.stop is not None and bool(self.stop(self.ids[:, :self.length]))):
+            self.finish_reason = "stop"
+        elif self.generated == self.max_new_tokens:
+            self.finish_reason = "length"
+        if self.finish_reason is None:
+            return BatchEvent(self.request_id, token, logprob, text)
+        if not self.text.stopped:
+            text += self.text.finish()
+        return BatchEvent(self.request_id, token, logprob, text, self.finish_reason,
+                          Usage(self.prompt_tokens, self.generated), sum(self.token_logprobs) / self.generated)
+
+
+class _Joining(NamedTuple):
+    row: Row
+    logits: Tensor  # (1, V) from the prefill
+    state: Any
+
+
+class ContinuousBatch:
+    """The running batch of one model; see the module docstring.
+
+    `model` implements seqlab.decode.state.DecoderModel with `merge_states` (and `make_room` where its rows
+    share a cache slot); `tokenizer` decodes the text (and compiles stop strings and banned words).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int):
+        if not hasattr(model, "merge_states"):
+            raise SeqlabError(f"{type(model).__name__} cannot decode in a continuous batch: it has no merge_states")
+        if max_batch < 1:
+            raise SeqlabError(f"max_batch must be >= 1, got {max_batch}")
+        self.model, self.tokenizer, self.max_batch = model, tokenizer, max_batch
+        self.device = _model_device(model)
+        self.rows: list[Row] = []  # the running rows, in the order of the state's batch
+        self.state: Any = None
+        self.joining: list[_Joining] = []  # prefilled, to join at the next step
+        self.requests: dict[Hashable, Row] = {}  # rows not yet finished or removed
+        self._no_ids = torch.zeros(0, 0, dtype=torch.long, device=self.device)
+
+    def __len__(self) -> int:
+        """Requests decoding: running, or prefilled and joining at the next step."""
+        return len(self.requests)
+
+    @property
+    def free_slots(self) -> int:
+        return self.max_batch - len(self)
+
+    @torch.no_grad()
+    def add(self, request_id: Hashable, prompt_ids: Sequence[int], options: GenerationOptions,
+            label: str | None = None) -> Row:
+        """Prefill `prompt_ids` (after the label token `<label:L>` when `label` is given) alone; the request
+        joins the batch at the next step, whose events bring its first token. Raises SeqlabError for a bad
+        request (beam search, a prompt that fills the context) and BatchFull when there is no free slot."""
+        if request_id in self.requests:
+            raise SeqlabError(f"request {request_id!r} is already in the batch")
+        if len(self) >= self.max_batch:
+            raise BatchFull(f"the batch has {self.max_batch} rows already")
+        if options.num_beams > 1 or options.num_return_sequences != 1:
+            raise SeqlabError("a continuous batch decodes one sequence per request by greedy search or sampling: "
+                              "beam search and num_return_sequences > 1 run on generate()")
+        ids = (build_prompt_ids(self.tokenizer, "", label) if label is not None else []) + list(prompt_ids)
+        input_ids, _ = _check_inputs(torch.tensor([ids], dtype=torch.long).view(1, -1), None, self.device)
+        max_new_tokens = _fit_context(self.model, len(ids), options.max_new_tokens)
+        logits, state = self.model.prefill(input_ids, None, max_new_tokens)
+        prefix = input_ids
+        if self.model.is_encoder_decoder:
+            prefix = torch.full((1, 1), int(self.model.bos_id), dtype=torch.long, device=self.device)
+        row = Row(request_id, options, ids, prefix, max_new_tokens, self.model, self.tokenizer)
+        self.joining.append(_Joining(row, logits, state))
+        self.requests[request_id] = row
+        return row
+
+    def remove(self, request_id: Hashable) -> None:
+        """The request leaves (its client went away): its row is gone before the next step. Unknown or
+        finished requests are ignored."""
+        row = self.requests.pop(request_id, None)
+        if row is None:
+            return
+        row.removed = True
+        self.joining = [j for j in self.joining if j.row is not row]
+
+    @torch.no_grad()
+    def step(self) -> list[BatchEvent]:
+        """One model step over the running rows, the joining rows' first choice: an event per row."""
+        self._drop_ended()
+        logits = []
+        if self.rows:
+            tokens = torch.tensor([row.last_token for row in self.rows], device=self.device)  # (B,)
+            if hasattr(self.model, "make_room"):
+                self.state = self.model.make_room(self.state)
+            step_logits, self.state = self.model.step(tokens, self.state)  # (B, V)
+            logits.append(step_logits)
+        joining, self.joining = self.joining, []
+        rows = self.rows + [j.row for j in joining]
+        if not rows:
+            return []
+        logits += [j.logits for j in joining]
+        tokens, logprobs = self._choose(rows, torch.cat(logits) if len(logits) > 1 else logits[0])
+        events = [row.advance(token, logprob) for row, token, logprob in zip(rows, tokens, logprobs, strict=True)]
+        for j in joining:
+            if j.row.finish_reason is None:  # a row that ended at its first token never joins
+                self.state = j.state if self.state is None else self.model.merge_states(self.state, j.state)
+                self.rows.append(j.row)
+        for event in events:
+            if event.final:
+                del self.requests[event.request_id]
+        return events
+
+    def _choose(self, rows: list[Row], logits: Tensor) -> tuple[list[int], list[float]]:
+        """Each row's token and its log-probability, from logits (B, V): `choose` once per group of rows."""
+        groups: dict[Hashable, list[int]] = {}
+        for i, row in enumerate(rows):
+            groups.setdefault(row.group, []).append(i)
+        if len(groups) == 1:
+            return self._choose_group(rows, logits)
+        tokens, logprobs = [0] * len(rows), [0.0] * len(rows)
+        for members in groups.values():
+            group_logits = logits[members[0]:members[0] + 1] if len(members) == 1 else \
+                logits.index_select(0, torch.tensor(members, device=logits.device))
+            group_tokens, group_logprobs = self._choose_group([rows[i] for i in members], group_logits)
+            for i, token, logprob in zip(members, group_tokens, group_logprobs, strict=True):
+                tokens[i], logprobs[i] = token, logprob
+        return tokens, logprobs
+
+    def _choose_group(self, rows: list[Row], logits: Tensor) -> tuple[list[int], list[float]]:
+        """`choose` for rows of one group (one row, or rows sharing processors that read no tokens)."""
+        draws = [row.draw(logits) for row in rows]
+        noise = None if draws[0] is None else draws[0] if len(draws) == 1 else torch.cat(draws)  # (N, V)
+        first = rows[0]
+        ids = first.ids[:, :first.length] if first.ids is not None and len(rows) == 1 else self._no_ids
+        tokens, log_probs = choose(logits, first.processors, ids, noise)
+        return tokens.tolist(), log_probs.gather(1, tokens[:, None])[:, 0].tolist()
+
+    def _drop_ended(self) -> None:
+        """Rows that ended or were removed leave the state; the last rows move into their places."""
+        ended = [row.finish_reason is not None or row.removed for row in self.rows]
+        if not any(ended):
+            return
+        order = _fill_holes(ended)
+        self.state = self.model.reorder_state(self.state, torch.tensor(order, dtype=torch.long, device=self.device))
+        self.rows = [self.rows[i] for i in order]
+
+
+def _fill_holes(ended: list[bool]) -> list[int]:
+    """The rows that stay, as an index for `reorder_state`: rows before the n-th keep their places and the
+    ones after move into the holes, so that as few rows as possible move."""
+    stay = [i for i, e in enumerate(ended) if not e]
+    n = len(stay)
+    order = list(range(n))
+    holes = [i for i in range(n) if ended[i]]
+    for hole, row in zip(holes, [i for i in stay if i >= n], strict=True):
+        order[hole] = row
+    return order
+
+
+def _frozen(options: GenerationOptions) -> tuple:
+    """The options that make a row's processors, hashable."""
+    return tuple(_hashable(getattr(options, f.name)) for f in dataclasses.fields(options)
+                 if f.name not in PER_ROW_OPTIONS)
+
+
+def _hashable(value: Any) -> Hashable:
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
