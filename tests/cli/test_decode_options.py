@@ -43,7 +43,7 @@ def test_the_flags_keep_their_names():
 
 
 def test_generate_exposes_every_decoding_field_but_the_run_level_one():
-    assert FIELDS - set(FLAGS["generate"]) == {"suppress_unk"}
+    assert FIELDS - set(FLAGS["generate"]) == {"suppress_unk", "banned_words"}  # banned_words: --ban-words FILE
 
 
 def test_a_flag_has_the_same_help_in_every_command():

@@ -26,6 +26,7 @@ COMMANDS = [
     "generate",
     "attention",
     "eval",
+    "calibrate",
     "chat",
     "demo",
     "bench",

@@ -35,6 +35,9 @@ FLAG_NOTES = {"stop_strings": "Repeatable."}
 EARLY_STOPPING = {"true": True, "false": False, "never": "never"}
 
 DECODING: Any = None  # the placeholder default of a command's `decoding` parameter
+BanWordsOpt: Any = typer.Option(None, "--ban-words", metavar="FILE", help="Never generate the words or phrases "
+                                "of FILE (UTF-8, one a line; blank lines and # comments skipped), besides the "
+                                "run's decode.banned_words.")
 
 
 def _field(name: str) -> dataclasses.Field:
@@ -104,6 +107,15 @@ def decode_options(*names: str, defaults: dict[str, Any] | None = None,
         return with_flags
 
     return wrap
+
+
+def with_ban_list(flags: dict[str, Any], ban_words: str | None, decode_config: DecodeConfig) -> dict[str, Any]:
+    """`flags` with --ban-words FILE's entries added to the run's decode.banned_words (unchanged without it)."""
+    if ban_words is None:
+        return flags
+    from seqlab.decode.banned_words import read_word_list
+
+    return flags | {"banned_words": [*decode_config.banned_words, *read_word_list(ban_words)]}
 
 
 def early_stopping(value: str | None) -> bool | str | None:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import typer
 
-from seqlab.cli.decode_options import DECODING, decode_options, early_stopping
+from seqlab.cli.decode_options import DECODING, BanWordsOpt, decode_options, early_stopping, with_ban_list
 from seqlab.cli.options import DeviceOpt, JsonOpt, SeedOpt, print_json
+from seqlab.cli.safety_options import (
+    FallbackThresholdOpt,
+    SafetyActionOpt,
+    SafetyOpt,
+    SafetyWordsOpt,
+    reply_policy,
+)
 from seqlab.errors import SeqlabError
 
 
@@ -25,6 +32,11 @@ def generate(
     run: str = typer.Argument(..., help="Run directory (from `seqlab train` or `seqlab import-hf`)."),
     prompt: str = typer.Option(..., "--prompt", "-p", help="Prompt text; '-' reads one prompt per stdin line."),
     decoding: dict = DECODING,
+    ban_words: str = BanWordsOpt,
+    safety: str = SafetyOpt,
+    safety_action: str = SafetyActionOpt,
+    safety_words: str = SafetyWordsOpt,
+    fallback_threshold: str = FallbackThresholdOpt,
     label: str = typer.Option(None, "--label", help="Condition on a label (runs trained with <label:L> tokens)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
     stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated."),
@@ -36,7 +48,10 @@ def generate(
     seed: int = SeedOpt,
 ) -> None:
     """Generate text from a trained run. Options default to the run's `decode` config section.
-    With --json, each generation has a finish_reason: "stop" (EOS or --stop) or "length" (cut by the cap)."""
+    With --json, each generation has a finish_reason: "stop" (EOS or --stop) or "length" (cut by the cap),
+    and a confidence: the mean log-probability of its tokens (with beams, the beam score). Every generation
+    goes through the run's reply policy (`safety`, `chat.fallback`; the --safety and --fallback flags override
+    them); --json gives each one's action: none, masked, regenerated, refused or fallback."""
     from seqlab.decode import GenerationOptions
     from seqlab.decode.reply_length import run_max_new_tokens
     from seqlab.device import resolve_device, seed_everything
@@ -48,7 +63,9 @@ def generate(
     flags = decoding | {"early_stopping": early_stopping(decoding["early_stopping"])}
     if flags["max_new_tokens"] is None:
         flags["max_new_tokens"] = run_max_new_tokens(config, run)
+    flags = with_ban_list(flags, ban_words, config.decode)
     GenerationOptions.from_config(config.decode, **flags)  # bad options fail before the model loads
+    policy = reply_policy(config, safety, safety_action, safety_words, fallback_threshold)
     prompts = _read_prompts(prompt)
     seed_everything(seed)
     from seqlab.models.loading import load_model_from_run
@@ -57,10 +74,11 @@ def generate(
     opts = GenerationOptions.from_config(config.decode, tokenizer, **flags, seed=seed)
     compile_step = compile_step and _can_compile(model)
     if stream:
-        _stream(model, tokenizer, prompts, label, opts, compile_step)
+        _stream(model, tokenizer, prompts, label, opts, compile_step, policy)
         return
     started = time.perf_counter()
     results, first_step = _generate(model, tokenizer, prompts, label, opts, compile_step)
+    _apply_policy(policy, results, lambda p, banned: _retry(model, tokenizer, p, label, opts, banned))
     seconds = time.perf_counter() - started
     if as_json:
         print_json(_report(run, opts, results, seconds, first_step))
@@ -111,23 +129,51 @@ def _generate(model: Any, tokenizer: Any, prompts: list[str], label: str | None,
         ends = [j + 1 for j, t in enumerate(generated) if t in opts.eos_ids]
         generated = generated[:ends[0]] if ends else generated
         text, _ = cut_at_stop(tokenizer.decode(generated), opts.stop_list)
-        entry = {"text": text, "tokens": len(generated), "finish_reason": out.finish_reasons[i]}  # stop | length
+        entry = {"text": text, "tokens": len(generated), "finish_reason": out.finish_reasons[i],  # stop | length
+                 "confidence": round(out.confidence[i], 6)}  # mean token log-prob (beams: the beam score)
         if out.sequences_scores is not None:
             entry["score"] = round(float(out.sequences_scores[i]), 6)
         results[i // n]["generations"].append(entry)
     return results, out.first_step_seconds
 
 
+def _apply_policy(policy: Any, results: list[dict], retry: Any) -> None:
+    """Each generation through the reply policy, in place: its text and finish_reason, and the action taken;
+    `retry(prompt, banned_words)` generates again (regenerate)."""
+    from seqlab.safety import Generation
+
+    for r in results:
+        for g in r["generations"]:
+            reply = policy.apply(Generation(g["text"], g["finish_reason"], g["confidence"]),
+                                 lambda banned, prompt=r["prompt"]: retry(prompt, banned))
+            g.update(text=reply.text, finish_reason=reply.finish_reason, action=reply.action_taken)
+
+
+def _retry(model: Any, tokenizer: Any, prompt: str, label: str | None, opts: Any, banned: list[str]) -> Any:
+    """A new generation for `prompt` with `banned` added to the banned words (the policy's regenerate)."""
+    from seqlab.safety import Generation
+
+    opts = replace(opts, num_return_sequences=1, banned_words=[*(opts.banned_words or []), *banned])
+    g = _generate(model, tokenizer, [prompt], label, opts)[0][0]["generations"][0]
+    return Generation(g["text"], g["finish_reason"], g["confidence"])
+
+
 def _stream(model: Any, tokenizer: Any, prompts: list[str], label: str | None, opts: Any,
-            compile_step: bool = False) -> None:
+            compile_step: bool, policy: Any) -> None:
     from seqlab.decode import stream
+    from seqlab.safety.policy import with_banned_words
 
     for k, p in enumerate(prompts):
         if k:
             sys.stdout.write("\n")
         if not model.is_encoder_decoder:
             sys.stdout.write(p)
-        for piece in stream(model, tokenizer, p, label=label, compile_step=compile_step, **asdict(opts)):
+
+        def start(banned: list[str], p: str = p) -> Any:  # a new stream for each of the policy's tries
+            return stream(model, tokenizer, p, label=label, compile_step=compile_step,
+                          **with_banned_words(asdict(opts), banned))
+
+        for piece in policy.apply_stream(start, exact_retries=opts.num_beams == 1):  # sampling has a seed here
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
