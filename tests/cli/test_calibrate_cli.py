@@ -68,7 +68,7 @@ def test_the_table_and_how_to_use_it(cli, faq):
     marked = [r for r in rows if r.startswith("*")]
     assert len(marked) == 1
     x = marked[0].split()[1]
-    assert f"--set chat.fallback.threshold={x}" in result.stdout and f"threshold: {x}" in result.stdout
+    assert f"--fallback-threshold {x}" in result.stdout and f"threshold: {x}" in result.stdout
     assert float(marked[0].split()[2].rstrip("%")) >= 50.0
     assert (run / "calibration.png").read_bytes().startswith(PNG_MAGIC)  # --out defaults to the run
 

@@ -60,6 +60,17 @@ def test_regenerate_ends_clean_or_refused(cli, rude_bot, strategy):
     assert out[-1]["text"] == "hi there" and out[-1]["action"] == "none"
 
 
+def test_a_regenerated_entry_reports_its_last_generation(cli, rude_bot):
+    """tokens and confidence are those of the generation whose text is shown, not of the flagged first one."""
+    first = generations(cli, rude_bot)[0]
+    regenerated = generations(cli, rude_bot, "--safety", "words", "--safety-action", "regenerate",
+                              "--seed", "0")[0]
+    assert regenerated["action"] in ("regenerated", "refused") and regenerated["tries"] >= 2
+    if regenerated["action"] == "regenerated":
+        assert regenerated["confidence"] != first["confidence"]
+        assert regenerated["tokens"] >= len(regenerated["text"].split())
+
+
 def test_a_fallback_threshold_above_every_confidence(cli, rude_bot):
     out = generations(cli, rude_bot, "--fallback-threshold", "0")
     assert {(g["text"], g["action"], g["finish_reason"]) for g in out} == \

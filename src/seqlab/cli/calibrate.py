@@ -94,7 +94,7 @@ def report(result: Any, data: str, png: Path) -> str:
         x = threshold_text(chosen.threshold)
         lines += [f"* threshold {x}: answers {chosen.coverage:.1%} of the questions, "
                   f"{chosen.accuracy:.1%} of them right (no fallback: {off.accuracy:.1%})",
-                  f"use it: --set chat.fallback.threshold={x}, or in the run's config.yaml:",
+                  f"use it: seqlab chat RUN --fallback-threshold {x} (also generate), or in the run's config.yaml:",
                   f"  chat:\n    fallback:\n      threshold: {x}"]
     lines.append(f"figure: {png}")
     return "\n".join(lines)

@@ -138,24 +138,32 @@ def _generate(model: Any, tokenizer: Any, prompts: list[str], label: str | None,
 
 
 def _apply_policy(policy: Any, results: list[dict], retry: Any) -> None:
-    """Each generation through the reply policy, in place: its text and finish_reason, and the action taken;
-    `retry(prompt, banned_words)` generates again (regenerate)."""
+    """Each generation through the reply policy, in place: its text, finish_reason and action taken; after a
+    regeneration, the tokens, confidence and tries of the last generation. `retry(prompt, banned_words)`
+    generates again (regenerate) and returns the new entry."""
     from seqlab.safety import Generation
 
     for r in results:
         for g in r["generations"]:
-            reply = policy.apply(Generation(g["text"], g["finish_reason"], g["confidence"]),
-                                 lambda banned, prompt=r["prompt"]: retry(prompt, banned))
-            g.update(text=reply.text, finish_reason=reply.finish_reason, action=reply.action_taken)
+            last = [g]
+
+            def again(banned: list[str], prompt: str = r["prompt"], last: list = last) -> Generation:
+                last.append(retry(prompt, banned))
+                return Generation(last[-1]["text"], last[-1]["finish_reason"], last[-1]["confidence"])
+
+            reply = policy.apply(Generation(g["text"], g["finish_reason"], g["confidence"]), again)
+            g.update(text=reply.text, finish_reason=reply.finish_reason, action=reply.action_taken,
+                     tokens=last[-1]["tokens"], confidence=last[-1]["confidence"])
+            if "score" in last[-1]:
+                g["score"] = last[-1]["score"]
+            if reply.tries > 1:
+                g["tries"] = reply.tries
 
 
-def _retry(model: Any, tokenizer: Any, prompt: str, label: str | None, opts: Any, banned: list[str]) -> Any:
-    """A new generation for `prompt` with `banned` added to the banned words (the policy's regenerate)."""
-    from seqlab.safety import Generation
-
+def _retry(model: Any, tokenizer: Any, prompt: str, label: str | None, opts: Any, banned: list[str]) -> dict:
+    """A new generation entry for `prompt` with `banned` added to the banned words (the policy's regenerate)."""
     opts = replace(opts, num_return_sequences=1, banned_words=[*(opts.banned_words or []), *banned])
-    g = _generate(model, tokenizer, [prompt], label, opts)[0][0]["generations"][0]
-    return Generation(g["text"], g["finish_reason"], g["confidence"])
+    return _generate(model, tokenizer, [prompt], label, opts)[0][0]["generations"][0]
 
 
 def _stream(model: Any, tokenizer: Any, prompts: list[str], label: str | None, opts: Any,
