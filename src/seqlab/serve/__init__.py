@@ -1,0 +1,16 @@
+"""seqlab.serve: trained runs behind OpenAI's HTTP API, with a web chat page (`seqlab serve`).
+
+    from seqlab.serve import create_app, load_models
+    app = create_app(load_models(["runs/chatbot"]), api_key=None)
+
+Each model has a worker (seqlab.serve.worker) that decodes through `seqlab.decode.stream`, the one
+streaming generator `seqlab generate` and `seqlab chat` use, and passes every reply through the run's
+reply policy (seqlab.safety). The pieces: protocol (the request and response models), requests (a
+request's checks and decoding options), replies (events to OpenAI's objects), sse, errors, auth,
+limits, registry (the loaded models), app (the routes), static/ (the page).
+"""
+
+from seqlab.serve.app import create_app
+from seqlab.serve.registry import ServedModel, load_models
+
+__all__ = ["ServedModel", "create_app", "load_models"]

@@ -1,0 +1,149 @@
+"""From a request's events to OpenAI's objects: the whole completion, or the chunks of its stream.
+
+    replies = ChatReplies(served, plan)
+    for event in events: chunks = replies.add(event)      # stream: the chunks to send now
+    replies.response()                                    # not streamed: the whole object, with usage
+
+`usage` is exact: `prompt_tokens` is the prompt's length as the engine took it (chat: the rendered
+conversation, cut to the last k turns), `completion_tokens` the tokens generated over all choices,
+EOS included. A chat reply loses its leading whitespace (a word tokenizer's joining space), as in
+`seqlab chat`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from typing import Any
+
+from seqlab.serve.generation import Event
+from seqlab.serve.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChoiceLogprobs,
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    TokenLogprob,
+    Usage,
+)
+from seqlab.serve.registry import ServedModel
+from seqlab.serve.requests import Plan
+
+
+class Replies:
+    """The choices of one request as their events arrive (subclasses give the objects' shapes)."""
+
+    prefix = "cmpl"
+
+    def __init__(self, served: ServedModel, plan: Plan):
+        self.served, self.plan = served, plan
+        self.id = f"{self.prefix}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        n = len(plan.request.choices)
+        self.texts: list[list[str]] = [[] for _ in range(n)]
+        self.ends: dict[int, Event] = {}
+
+    def add(self, event: Event) -> list[dict[str, Any]]:
+        """Take one (non-error) event; the stream chunks it makes."""
+        text = self._text(event)
+        if text:
+            self.texts[event.index].append(text)
+        if event.final:
+            self.ends[event.index] = event
+        if not text and not event.final:
+            return []
+        return [self.chunk(event.index, text, event)]
+
+    def opening(self) -> list[dict[str, Any]]:
+        """The chunks a stream starts with."""
+        return []
+
+    def usage(self) -> Usage:
+        completion = sum(e.completion_tokens for e in self.ends.values())
+        return Usage(prompt_tokens=self.plan.prompt_tokens, completion_tokens=completion,
+                     total_tokens=self.plan.prompt_tokens + completion)
+
+    def text(self, index: int) -> str:
+        return "".join(self.texts[index])
+
+    def _text(self, event: Event) -> str:
+        return event.text
+
+    def token_strings(self, event: Event) -> list[str]:
+        return [self.served.tokenizer.decode([i], skip_special=False) for i in event.token_ids or []]
+
+    def chunk(self, index: int, text: str, event: Event) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def usage_chunk(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def response(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class CompletionReplies(Replies):
+    prefix = "cmpl"
+
+    def chunk(self, index: int, text: str, event: Event) -> dict[str, Any]:
+        choice = CompletionChoice(index=index, text=text, finish_reason=event.finish_reason,
+                                  logprobs=self._logprobs(event))
+        return self._object([choice]).model_dump()
+
+    def usage_chunk(self) -> dict[str, Any]:
+        return self._object([], usage=self.usage()).model_dump()
+
+    def response(self) -> dict[str, Any]:
+        choices = [CompletionChoice(index=i, text=self.text(i), finish_reason=end.finish_reason,
+                                    logprobs=self._logprobs(end)) for i, end in sorted(self.ends.items())]
+        return self._object(choices, usage=self.usage()).model_dump()
+
+    def _object(self, choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
+        return Completion(id=self.id, created=self.created, model=self.served.id, choices=choices, usage=usage)
+
+    def _logprobs(self, event: Event) -> CompletionLogprobs | None:
+        if event.token_ids is None:
+            return None
+        tokens = self.token_strings(event)
+        offsets = list(itertools.accumulate((len(t) for t in tokens), initial=0))[:len(tokens)]
+        return CompletionLogprobs(tokens=tokens, token_logprobs=event.token_logprobs or [], text_offset=offsets)
+
+
+class ChatReplies(Replies):
+    prefix = "chatcmpl"
+
+    def opening(self) -> list[dict[str, Any]]:
+        choices = [ChatChunkChoice(index=i, delta={"role": "assistant", "content": ""}) for i in range(len(self.texts))]
+        return [self._chunk(choices).model_dump()]
+
+    def chunk(self, index: int, text: str, event: Event) -> dict[str, Any]:
+        choice = ChatChunkChoice(index=index, delta={"content": text} if text else {},
+                                 finish_reason=event.finish_reason, logprobs=self._logprobs(event))
+        return self._chunk([choice]).model_dump()
+
+    def usage_chunk(self) -> dict[str, Any]:
+        return self._chunk([], usage=self.usage()).model_dump()
+
+    def response(self) -> dict[str, Any]:
+        choices = [ChatChoice(index=i, message=AssistantMessage(content=self.text(i)), finish_reason=end.finish_reason,
+                              logprobs=self._logprobs(end)) for i, end in sorted(self.ends.items())]
+        return ChatCompletion(id=self.id, created=self.created, model=self.served.id, choices=choices,
+                              usage=self.usage()).model_dump()
+
+    def _chunk(self, choices: list[ChatChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(id=self.id, created=self.created, model=self.served.id, choices=choices, usage=usage)
+
+    def _text(self, event: Event) -> str:
+        return event.text if self.texts[event.index] else event.text.lstrip()
+
+    def _logprobs(self, event: Event) -> ChoiceLogprobs | None:
+        if event.token_ids is None:
+            return None
+        tokens = self.token_strings(event)
+        return ChoiceLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")))
+                                       for t, p in zip(tokens, event.token_logprobs or [], strict=True)])
