@@ -28,6 +28,7 @@ COMMANDS = [
     "eval",
     "calibrate",
     "chat",
+    "serve",
     "demo",
     "bench",
 ]
