@@ -140,7 +140,8 @@ class ChatSession:
         if last.finish_reason == "length":
             line += f" (cut at max_new_tokens {self.options.max_new_tokens}, marked{CUT_MARK})"
         if last.confidence is not None:
-            line += f", confidence {last.confidence:.4g} (mean log-prob per token)"
+            what = "beam score" if self.options.num_beams > 1 else "mean log-prob per token"
+            line += f", confidence {last.confidence:.4g} ({what})"
         if self.policy.active:
             line += f", policy: {_policy_note(last)}"
         return line
