@@ -27,6 +27,20 @@ the stream skips it and goes on. A retry that does not repeat it, and a reply th
 after text was sent, end the stream with the refusal after that text. The fallback (the confidence is
 known only at the end), refuse (a refused reply is only the refusal) and regenerate without exact
 retries (beam search) hold the whole reply back and send it as one piece.
+
+Pull or push. `stream` and `apply_stream` pull a reply's pieces from generations they start themselves.
+A decoder that makes many replies at once (the server's continuous batch) pushes them instead, through
+one session per reply, and starts the retries itself:
+
+    session = policy.open(exact_retries=True)
+    send(session.feed(piece))            # each piece: what may be sent now ("" while it is held back)
+    session.stopped                      # regenerate found a listed word: the generation may end now
+    outcome = session.finish(finish_reason, confidence)   # the generation ended (or was stopped)
+    send(outcome.text)
+    outcome.retry                        # None: outcome.reply is the Reply; else generate again with these
+                                         # banned_words (the same seed) and push that generation likewise
+
+The pull API is that loop over the generations it starts, so both give the same pieces and replies.
 """
 
 from __future__ import annotations
@@ -40,7 +54,7 @@ from typing import Any, Protocol
 from seqlab.errors import SeqlabError
 from seqlab.safety.filter import Offence, Scan, WordFilter, mask
 from seqlab.safety.normalise import fold_text
-from seqlab.safety.streaming import clean_prefixes, mask_stream
+from seqlab.safety.streaming import MaskedText, clean_prefix
 
 FILTERS = ("off", "words", "profanity")
 ACTIONS = ("mask", "regenerate", "refuse")
@@ -158,22 +172,14 @@ class ReplyPolicy:
     def apply(self, first: Generation, retry: Retry | None = None) -> Reply:
         """The reply to give for the generation `first`; `retry(banned_words)` generates again for regenerate
         (without it, regenerate refuses)."""
-        generation, banned, flagged, tries = first, [], [], 1
+        session, generation = HeldBack(self, can_retry=retry is not None), first
         while True:
-            if self._falls_back(generation):
-                return Reply(self.fallback_reply, "fallback", "stop", generation.confidence, flagged, tries)
-            offences = self.words.find(generation.text) if self.words else []
-            if not offences:
-                return Reply(generation.text, _clean(tries), generation.finish_reason, generation.confidence,
-                             flagged, tries)
-            flagged += [o.word for o in offences]
-            if self.action == "mask":
-                return Reply(mask(generation.text, offences), "masked", generation.finish_reason,
-                             generation.confidence, flagged, tries)
-            if self.action == "refuse" or retry is None or tries >= self.max_tries:
-                return Reply(self.refusal, "refused", CONTENT_FILTER, generation.confidence, flagged, tries)
-            banned = _ban(banned, offences)
-            generation, tries = retry(banned), tries + 1
+            session.feed(generation.text)
+            outcome = session.finish(generation.finish_reason, generation.confidence)
+            if outcome.reply is not None:
+                return outcome.reply
+            assert retry is not None and outcome.retry is not None
+            generation = retry(outcome.retry)
 
     def reply(self, model: Any, tokenizer: Any, prompt: str, **options: Any) -> Reply:
         """The reply to `prompt` (options as `seqlab.decode.stream`'s), through `stream`."""
@@ -181,17 +187,23 @@ class ReplyPolicy:
 
     # ------------------------------------------------------------------ streams
 
-    def apply_stream(self, start: Start, exact_retries: bool = True) -> ReplyStream:
-        """The reply's pieces from `start(banned_words)`, a new stream per generation. `exact_retries`: a
-        retry repeats the text before the banned word (greedy, or sampling with a seed; not beam search)."""
+    def open(self, exact_retries: bool = True) -> ReplySession:
+        """A session for one reply whose generations are pushed to it (see the module docstring).
+        `exact_retries`: a retry repeats the text before the banned word (greedy, or sampling with a seed;
+        not beam search)."""
         if not self.active:
-            return ReplyStream(_unfiltered(start([])))
+            return Unfiltered()
         if self.fallback_threshold is not None or self.action == "refuse" or (
                 self.action == "regenerate" and not exact_retries):
-            return ReplyStream(self._held_back(start))
+            return HeldBack(self)
         if self.action == "mask":
-            return ReplyStream(self._masked(start([])))
-        return ReplyStream(self._regenerated(start))
+            return Masked(self)
+        return Regenerated(self)
+
+    def apply_stream(self, start: Start, exact_retries: bool = True) -> ReplyStream:
+        """The reply's pieces from `start(banned_words)`, a new stream per generation; `exact_retries` as in
+        `open`."""
+        return ReplyStream(_pushed(self.open(exact_retries), start))
 
     def stream(self, model: Any, tokenizer: Any, prompt: str, *, label: str | None = None,
                **options: Any) -> ReplyStream:
@@ -208,49 +220,174 @@ class ReplyPolicy:
 
         return self.apply_stream(start, exact_retries=exact)
 
-    def _held_back(self, start: Start) -> Generator[str, None, Reply]:
-        reply = self.apply(_collect(start([])), lambda banned: _collect(start(banned)))
-        if reply.text:
-            yield reply.text
-        return reply
-
-    def _masked(self, pieces: PieceStream) -> Generator[str, None, Reply]:
-        assert self.words is not None
-        scan = yield from mask_stream(pieces, self.words)
-        return Reply(mask(scan.text, scan.offences), "masked" if scan.offences else "none",
-                     pieces.finish_reason, pieces.confidence, [o.word for o in scan.offences])
-
-    def _regenerated(self, start: Start) -> Generator[str, None, Reply]:
-        assert self.words is not None
-        sent, banned, flagged = "", [], []
-        for tries in range(1, self.max_tries + 1):
-            pieces, scan = start(banned), Scan(self.words)
-            for clean in clean_prefixes(pieces, scan):
-                if not (clean.startswith(sent) or sent.startswith(clean)):  # a retry that does not repeat it
-                    return (yield from self._refused(sent, pieces, flagged, tries))
-                if len(clean) > len(sent):
-                    yield clean[len(sent):]
-                    sent = clean
-                if scan.offences:
-                    break
-            if not scan.offences:
-                if sent != scan.text:  # a retry that ended before repeating what was sent
-                    return (yield from self._refused(sent, pieces, flagged, tries))
-                return Reply(sent, _clean(tries), pieces.finish_reason, pieces.confidence, flagged, tries)
-            flagged += [o.word for o in scan.offences]
-            banned = _ban(banned, scan.offences)
-        return (yield from self._refused(sent, pieces, flagged, tries))
-
-    def _refused(self, sent: str, pieces: PieceStream, flagged: list[str],
-                 tries: int) -> Generator[str, None, Reply]:
-        """The refusal, after the text already `sent` (if any)."""
-        refusal = (" " if sent and not sent[-1].isspace() else "") + self.refusal
-        yield refusal
-        return Reply(sent + refusal, "refused", CONTENT_FILTER, pieces.confidence, flagged, tries)
-
-    def _falls_back(self, generation: Generation) -> bool:
+    def falls_back(self, generation: Generation) -> bool:
         return (self.fallback_threshold is not None and generation.confidence is not None
                 and generation.confidence < self.fallback_threshold)
+
+
+# ---------------------------------------------------------------------- sessions: one reply, pushed
+
+
+@dataclass
+class Outcome:
+    """What a session says when a generation ends: the text to send now, then either the reply or a retry."""
+
+    text: str = ""
+    reply: Reply | None = None  # the reply, once it is decided
+    retry: list[str] | None = None  # else: generate again with these banned_words (and the same seed)
+
+
+class ReplySession(Protocol):
+    """One reply under a policy, its generations pushed piece by piece (`ReplyPolicy.open`)."""
+
+    stopped: bool  # the current generation's text is decided: it may end now (then call finish)
+
+    def feed(self, piece: str) -> str: ...  # the next piece of the current generation -> what may be sent now
+
+    def finish(self, finish_reason: str | None = None, confidence: float | None = None) -> Outcome: ...
+
+
+class Unfiltered:
+    """No filter, no fallback: every piece as it comes."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        self.pieces.append(piece)
+        return piece
+
+    def finish(self, finish_reason: str | None = None, confidence: float | None = None) -> Outcome:
+        return Outcome(reply=Reply("".join(self.pieces), "none", finish_reason, confidence))
+
+
+class HeldBack:
+    """The whole generation waits for its end (the fallback, refuse, regenerate without exact retries): then
+    the fallback, then the filter and its action, as `ReplyPolicy.apply`."""
+
+    def __init__(self, policy: ReplyPolicy, can_retry: bool = True):
+        self.policy, self.can_retry = policy, can_retry
+        self.pieces: list[str] = []  # the current generation's
+        self.stopped = False
+        self.banned: list[str] = []
+        self.flagged: list[str] = []
+        self.tries = 1
+
+    def feed(self, piece: str) -> str:
+        self.pieces.append(piece)
+        return ""
+
+    def finish(self, finish_reason: str | None = None, confidence: float | None = None) -> Outcome:
+        policy, text, self.pieces = self.policy, "".join(self.pieces), []
+        if policy.falls_back(Generation(text, finish_reason, confidence)):
+            return self._reply(policy.fallback_reply, "fallback", "stop", confidence)
+        offences = policy.words.find(text) if policy.words else []
+        if not offences:
+            return self._reply(text, _clean(self.tries), finish_reason, confidence)
+        self.flagged += [o.word for o in offences]
+        if policy.action == "mask":
+            return self._reply(mask(text, offences), "masked", finish_reason, confidence)
+        if policy.action == "refuse" or not self.can_retry or self.tries >= policy.max_tries:
+            return self._reply(policy.refusal, "refused", CONTENT_FILTER, confidence)
+        self.banned, self.tries = _ban(self.banned, offences), self.tries + 1
+        return Outcome(retry=self.banned)
+
+    def _reply(self, text: str, action: str, finish_reason: str | None, confidence: float | None) -> Outcome:
+        return Outcome(text, Reply(text, action, finish_reason, confidence, self.flagged, self.tries))
+
+
+class Masked:
+    """Each listed word masked as soon as its verdict is final (seqlab.safety.streaming)."""
+
+    def __init__(self, policy: ReplyPolicy):
+        assert policy.words is not None
+        self.masked, self.stopped = MaskedText(policy.words), False
+
+    def feed(self, piece: str) -> str:
+        return self.masked.feed(piece)
+
+    def finish(self, finish_reason: str | None = None, confidence: float | None = None) -> Outcome:
+        rest, scan = self.masked.close(), self.masked.scan
+        reply = Reply(mask(scan.text, scan.offences), "masked" if scan.offences else "none", finish_reason,
+                      confidence, [o.word for o in scan.offences])
+        return Outcome(rest, reply)
+
+
+class Regenerated:
+    """The text before the first listed word is sent as it settles; a generation with a listed word stops
+    there and is retried with the word banned, and the retry's repeat of the text sent is skipped."""
+
+    def __init__(self, policy: ReplyPolicy):
+        assert policy.words is not None
+        self.policy = policy
+        self.sent = ""  # the reply's text sent so far
+        self.banned: list[str] = []
+        self.flagged: list[str] = []
+        self.tries = 1
+        self.scan = Scan(policy.words)  # the current generation's text
+        self.diverged = False  # a retry that did not repeat the text sent
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        self.scan.feed(piece)
+        return self._send(clean_prefix(self.scan))
+
+    def finish(self, finish_reason: str | None = None, confidence: float | None = None) -> Outcome:
+        out = ""
+        if not self.stopped:  # the generation ran to its end: its last text is settled now
+            self.scan.close()
+            out = self._send(clean_prefix(self.scan, complete=True))
+        scan = self.scan
+        if self.diverged:
+            return self._refused(out, confidence)
+        if not scan.offences:
+            if self.sent != scan.text:  # a retry that ended before repeating what was sent
+                return self._refused(out, confidence)
+            return Outcome(out, Reply(self.sent, _clean(self.tries), finish_reason, confidence, self.flagged,
+                                      self.tries))
+        self.flagged += [o.word for o in scan.offences]
+        if self.tries >= self.policy.max_tries:
+            return self._refused(out, confidence)
+        self.banned, self.tries = _ban(self.banned, scan.offences), self.tries + 1
+        self.scan, self.stopped = Scan(self.policy.words), False
+        return Outcome(out, retry=self.banned)
+
+    def _send(self, clean: str) -> str:
+        """What of `clean` (the generation's settled text before any listed word) is new; stops the generation
+        at a listed word, or where a retry does not repeat the text sent."""
+        if not (clean.startswith(self.sent) or self.sent.startswith(clean)):
+            self.diverged = self.stopped = True
+            return ""
+        out = clean[len(self.sent):]
+        self.sent += out
+        self.stopped = bool(self.scan.offences)
+        return out
+
+    def _refused(self, out: str, confidence: float | None) -> Outcome:
+        """The refusal, after the text already sent (if any)."""
+        refusal = (" " if self.sent and not self.sent[-1].isspace() else "") + self.policy.refusal
+        return Outcome(out + refusal, Reply(self.sent + refusal, "refused", CONTENT_FILTER, confidence,
+                                            self.flagged, self.tries))
+
+
+def _pushed(session: ReplySession, start: Start) -> Generator[str, None, Reply]:
+    """A reply's pieces, pulled from `start(banned_words)` (one stream per generation) and pushed to `session`."""
+    banned: list[str] = []
+    while True:
+        pieces = start(banned)
+        for piece in pieces:
+            if out := session.feed(piece):
+                yield out
+            if session.stopped:
+                break
+        outcome = session.finish(pieces.finish_reason, pieces.confidence)
+        if outcome.text:
+            yield outcome.text
+        if outcome.reply is not None:
+            return outcome.reply
+        assert outcome.retry is not None
+        banned = outcome.retry
 
 
 def with_banned_words(options: dict[str, Any], banned: list[str]) -> dict[str, Any]:
@@ -298,16 +435,3 @@ def _ban(banned: list[str], offences: list[Offence]) -> list[str]:
 def _clean(tries: int) -> str:
     """The action taken on a reply without listed words, after `tries` generations."""
     return "regenerated" if tries > 1 else "none"
-
-
-def _collect(pieces: PieceStream) -> Generation:
-    text = "".join(pieces)
-    return Generation(text, pieces.finish_reason, pieces.confidence)
-
-
-def _unfiltered(pieces: PieceStream) -> Generator[str, None, Reply]:
-    text = []
-    for piece in pieces:
-        text.append(piece)
-        yield piece
-    return Reply("".join(text), "none", pieces.finish_reason, pieces.confidence)
