@@ -67,11 +67,16 @@ class LiveServer:
     def health(self) -> dict[str, Any]:
         return httpx.get(f"{self.url}/health", timeout=10).json()
 
-    def wait_idle(self, model: str, timeout: float = 10) -> dict[str, Any]:
-        """/health's entry for `model` once it has no active slot and no waiting request."""
+    def slots(self, model: str) -> dict[str, int]:
+        """/health's active_slots and queue_depth for `model`."""
+        state = self.health()["models"][model]
+        return {"active_slots": state["active_slots"], "queue_depth": state["queue_depth"]}
+
+    def wait_idle(self, model: str, timeout: float = 10) -> dict[str, int]:
+        """`slots(model)` once it has no active slot and no waiting request (or after `timeout` seconds)."""
         deadline = time.monotonic() + timeout
         while True:
-            state = self.health()["models"][model]
+            state = self.slots(model)
             if state == {"active_slots": 0, "queue_depth": 0} or time.monotonic() > deadline:
                 return state
             time.sleep(0.02)

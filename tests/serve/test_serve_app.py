@@ -32,6 +32,7 @@ class ScriptedWorker:
 
     active_slots = 0
     queue_depth = 0
+    max_step_rows = 0
 
     def submit(self, request: GenerationRequest) -> Submission:
         if self.full:

@@ -59,7 +59,7 @@ def test_a_full_queue_is_429_and_the_server_goes_on(locked):
             async with http.stream("POST", "/v1/chat/completions", json=slow) as active:
                 assert active.status_code == 200  # its first event is there: it holds the one slot
                 waiting = asyncio.create_task(http.post("/v1/chat/completions", json=slow))
-                await until(lambda: locked.health()["models"]["slow"] == {"active_slots": 1, "queue_depth": 1})
+                await until(lambda: locked.slots("slow") == {"active_slots": 1, "queue_depth": 1})
                 full = await http.post("/v1/chat/completions", json=slow)
                 other_model = await http.post("/v1/completions", json={"model": "lm", "prompt": "to", "max_tokens": 2})
                 waiting.cancel()  # the waiting client leaves: its request leaves the queue

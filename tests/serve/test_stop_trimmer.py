@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seqlab.serve.stops import StopTrimmer, TrimmedStream
+from seqlab.serve.stops import StopTrimmer
 
 
 def trimmed(pieces, stops):
@@ -43,18 +43,3 @@ def test_any_split_gives_the_text_before_the_first_stop(text, cuts, stops):
             break
     out, rest = trimmed(pieces, stops)
     assert "".join(out) + rest == expected  # so every prefix sent is a prefix of it: no stop string leaks
-
-
-class FakeStream:
-    def __init__(self, pieces):
-        self.pieces, self.finish_reason, self.confidence, self.token_logprobs = pieces, None, None, None
-
-    def __iter__(self):
-        yield from self.pieces
-        self.finish_reason, self.confidence, self.token_logprobs = "stop", -0.5, [-0.25, -0.75]
-
-
-def test_a_trimmed_stream_reads_its_stream_to_the_end():
-    text = TrimmedStream(FakeStream(["my", " name", " is"]), ["name"])
-    assert list(text) == ["my", " "]
-    assert (text.finish_reason, text.confidence, text.token_logprobs) == ("stop", -0.5, [-0.25, -0.75])

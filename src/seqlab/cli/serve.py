@@ -23,14 +23,16 @@ def serve(
     api_key: str = typer.Option(None, "--api-key", envvar="SEQLAB_API_KEY", show_envvar=True,
                                 help="Every route but /health and the page's files needs the header "
                                 "'Authorization: Bearer KEY'. Default: none, the server is open."),
-    max_batch: int = typer.Option(8, "--max-batch", help="Replies each model decodes at once (the choices of "
-                                  "the requests in progress, interleaved by one thread per model)."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Replies each model decodes at once: the rows of its "
+                                  "continuous batch (each choice of a request is one), decoded together, a step at "
+                                  "a time."),
     max_queue: int = typer.Option(64, "--max-queue", help="Requests each model keeps waiting for a slot; "
                                   "more are answered 429 (try again)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
     device: str = DeviceOpt,
-    compile_step: bool = typer.Option(False, "--compile", help="Transformer LM: decode with the Inductor-compiled "
-                                      "step (15-35 s to compile on the first request of each shape)."),
+    compile_step: bool = typer.Option(False, "--compile", help="Transformer LM, beam search (num_beams > 1) only: "
+                                      "decode with the Inductor-compiled step (15-35 s to compile on the first request "
+                                      "of each shape). The continuous batch runs the eager step."),
 ) -> None:
     """Serve trained runs over HTTP until Ctrl-C: OpenAI's /v1/models, /v1/completions (language models) and
     /v1/chat/completions (language models and seq2seq chatbots), streaming or not; /health; and a web chat

@@ -6,7 +6,8 @@
     GET  /v1/models              the models (id = run directory name)
     POST /v1/completions         language models
     POST /v1/chat/completions    language models and seq2seq chatbots
-    GET  /health                 {"status": "ok", "models": {id: {"active_slots", "queue_depth"}}}; never needs a key
+    GET  /health                 {"status": "ok", "models": {id: {"active_slots", "queue_depth", "max_step_rows"}}};
+                                 never needs a key (max_step_rows: the most rows one decode step has run)
     GET  /                       the web chat page (static files under /static/)
 
 A request is checked (seqlab.serve.requests), queued on its model's worker (429 when the queue is
@@ -82,7 +83,9 @@ def routes(models: dict[str, ServedModel]) -> APIRouter:
     @router.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "models": {name: {"active_slots": m.worker.active_slots,
-                                                  "queue_depth": m.worker.queue_depth} for name, m in models.items()}}
+                                                  "queue_depth": m.worker.queue_depth,
+                                                  "max_step_rows": m.worker.max_step_rows}
+                                           for name, m in models.items()}}
 
     @router.get("/v1/models")
     async def list_models() -> dict[str, Any]:

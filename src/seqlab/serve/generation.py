@@ -1,34 +1,42 @@
-"""What a worker decodes (`GenerationRequest`), what it gives back (`Event`), and one choice's way there.
+"""What a worker decodes (`GenerationRequest`), what it gives back (`Event`), and how one choice's tokens become
+its events (`ChoiceReply`).
 
 A choice's text goes, in this order, through
-1. the engine: `seqlab.decode.stream`, the one streaming generator (or, when the client wants token ids
-   for log-probs, one `seqlab.decode.generate` call);
+1. the engine: a row of the model's continuous batch (`seqlab.decode.batching`, whose rows give a token and
+   its text per step), or, for beam search, one `seqlab.decode.generate` call (`beam_generation`);
 2. OpenAI's stop semantics (`seqlab.serve.stops`): the text ends before the first stop string;
 3. the model's reply policy (`seqlab.safety.ReplyPolicy`, from the run's `safety` and `chat.fallback`
-   config): the confidence fallback and the output filter. Its regenerate action starts the engine
-   again with the flagged words banned; `completion_tokens` counts every generation's tokens.
+   config), pushed a piece at a time (`ReplyPolicy.open`): the confidence fallback and the output filter.
+   Its regenerate action asks for another generation with the flagged words banned and the same seed;
+   `completion_tokens` counts every generation's tokens.
+
+Log-probs, when the request asks for token ids: an event carries the tokens whose text it completes (token
+i goes out with the first event whose text reaches the end of token i's text, so a token held back with its
+text — the start of a stop string or of a listed word — waits with it), and the choice's last event
+carries the rest (EOS, a stop string's tokens; all of them when the policy held the reply back). Joined,
+the events' tokens are the reply's last generation: a regenerate retry repeats the tokens already sent
+(same seed, same scores before the banned word), and those are not sent twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from seqlab.decode import GenerationOptions, build_prompt_ids, generate, stream
+from seqlab.decode import GenerationOptions, generate
 from seqlab.decode.stopping import cut_at_stop
-from seqlab.safety.policy import Generation, ReplyPolicy, with_banned_words
-from seqlab.serve.stops import StopTrimmer, TrimmedStream
+from seqlab.safety.policy import ReplyPolicy
+from seqlab.serve.stops import StopTrimmer
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: str  # the engine's input: a completion prompt, or a conversation rendered as the run's prompt
     choices: list[GenerationOptions]  # one per choice, each with its own seed
-    token_ids: bool = False  # each choice's end carries its token ids and log-probs (text in one piece)
+    token_ids: bool = False  # events carry their tokens' ids and log-probs
 
 
 @dataclass
@@ -40,8 +48,8 @@ class Event:
     text: str = ""
     finish_reason: str | None = None
     completion_tokens: int = 0  # at the end: tokens generated, EOS included, over every generation
-    token_logprobs: list[float] | None = None  # at the end: log p_model of each token of the last generation
-    token_ids: list[int] | None = None  # at the end, when the request asked for token ids
+    token_logprobs: list[float] | None = None  # when asked for: log p_model of the tokens this event completes
+    token_ids: list[int] | None = None  # when asked for: those tokens
     confidence: float | None = None  # at the end: mean token log-prob (beam search: the beam score)
     error: BaseException | None = None
 
@@ -50,48 +58,97 @@ class Event:
         return self.finish_reason is not None or self.error is not None
 
 
-def streamed_choice(model: Any, tokenizer: Any, policy: ReplyPolicy, prompt: str, options: GenerationOptions,
-                    index: int, compile_step: bool = False) -> Iterator[Event]:
-    """One choice through `seqlab.decode.stream`, the stop strings and the policy: an event per piece, then
-    its end."""
-    started = []  # every generation's TextStream (regenerate makes more than one)
+class Generation(NamedTuple):
+    """A whole generation, as `beam_generation` gives it."""
 
-    def start(banned: list[str]) -> TrimmedStream:
-        text = stream(model, tokenizer, prompt, compile_step=compile_step,
-                      **with_banned_words(dataclasses.asdict(options), banned))
-        started.append(text)
-        return TrimmedStream(text, options.stop_list)
-
-    replies = policy.apply_stream(start, exact_retries=options.num_beams == 1)
-    for piece in replies:
-        yield Event(index, text=piece)
-    reply, last = replies.reply, started[-1]
-    yield Event(index, finish_reason=reply.finish_reason, token_logprobs=last.token_logprobs,
-                completion_tokens=sum(len(s.token_logprobs or []) for s in started), confidence=reply.confidence)
+    tokens: list[tuple[int, float]]  # (id, log p_model), EOS included
+    text: str  # up to and including the first stop string
+    finish_reason: str
+    confidence: float
 
 
-def generated_choice(model: Any, tokenizer: Any, policy: ReplyPolicy, prompt: str, options: GenerationOptions,
-                     index: int, compile_step: bool = False) -> Iterator[Event]:
-    """One choice through `seqlab.decode.generate` (its token ids known), the stop strings and the policy:
-    its whole text, then its end."""
-    ids = build_prompt_ids(tokenizer, prompt)
-    start = 1 if model.is_encoder_decoder else len(ids)
-    generations = []  # (token ids, their log-probs) of every generation
+class ChoiceReply:
+    """One choice of a request, its generations pushed token by token: the stop strings, the policy, and the
+    events to send (see the module docstring). The worker starts each generation with `options()` and
+    feeds it to `push`, then `end`; after `end`, `done` says whether the reply is complete or wants another
+    generation (regenerate)."""
 
-    def run(banned: list[str]) -> Generation:
-        out = generate(model, torch.tensor([ids], dtype=torch.long), tokenizer=tokenizer, compile_step=compile_step,
-                       **with_banned_words(dataclasses.asdict(options), banned))
-        length = int(out.lengths[0])  # tokens generated, EOS included; the fill after it is not
-        token_ids = out.sequences[0, start:start + length].tolist()
-        generations.append((token_ids, out.token_logprobs[0, :length].tolist()))
-        text, _ = cut_at_stop(tokenizer.decode(token_ids), options.stop_list)
-        trimmer = StopTrimmer(options.stop_list)
-        return Generation(trimmer.push(text) + trimmer.flush(), out.finish_reasons[0], out.confidence[0])
+    def __init__(self, index: int, options: GenerationOptions, policy: ReplyPolicy, token_ids: bool = False):
+        self.index, self.base_options, self.token_ids = index, options, token_ids
+        self.session = policy.open(exact_retries=options.num_beams == 1)
+        self.banned: list[str] = []  # regenerate's, added to the options' banned_words
+        self.completion_tokens = 0
+        self.sent = 0  # characters of the reply sent
+        self.done = False
+        self._start()
 
-    reply = policy.apply(run([]), retry=run)
-    if reply.text:
-        yield Event(index, text=reply.text)
-    token_ids, logprobs = generations[-1]
-    yield Event(index, finish_reason=reply.finish_reason, completion_tokens=sum(len(g[0]) for g in generations),
-                token_ids=token_ids, token_logprobs=logprobs, confidence=reply.confidence)
+    def options(self) -> GenerationOptions:
+        """The current generation's options: the choice's, with the words regenerate banned."""
+        if not self.banned:
+            return self.base_options
+        return dataclasses.replace(self.base_options, banned_words=[*(self.base_options.banned_words or []),
+                                                                     *self.banned])
 
+    @property
+    def stopped(self) -> bool:
+        """The policy has decided this generation's text (a listed word under regenerate): end it now."""
+        return self.session.stopped
+
+    def push(self, tokens: list[tuple[int, float]], text: str) -> list[Event]:
+        """The generation's next tokens (id, log p_model) and the text they complete: the events to send."""
+        self.completion_tokens += len(tokens)
+        piece = self.trimmer.push(text)
+        self.fed += len(piece)
+        if self.token_ids and not (self.repeated and self.fed <= self.repeated):
+            self.pending += [(token, logprob, self.fed) for token, logprob in tokens]
+        return self._send(self.session.feed(piece) if piece else "")
+
+    def end(self, finish_reason: str | None, confidence: float | None) -> list[Event]:
+        """The generation ended ("stop", "length"; None when it was stopped): the last events, the choice's
+        final one unless the policy retries (then `done` stays False and the next generation starts)."""
+        rest = self.trimmer.flush()
+        out = self.session.feed(rest) if rest else ""
+        outcome = self.session.finish(finish_reason, confidence)
+        if outcome.reply is None:
+            events = self._send(out + outcome.text)
+            self.banned = outcome.retry or []
+            self._start()
+            return events
+        self.done, reply = True, outcome.reply
+        ids, logprobs = self._tokens(self.pending)
+        return [Event(self.index, out + outcome.text, reply.finish_reason, self.completion_tokens, logprobs, ids,
+                      reply.confidence)]
+
+    def _start(self) -> None:
+        """A new generation: its stop strings, the text fed to the policy, the tokens not yet sent."""
+        self.trimmer = StopTrimmer(self.base_options.stop_list)
+        self.fed = 0  # characters of this generation's text fed to the policy
+        self.pending: list[tuple[int, float, int]] = []  # (id, log-prob, where its text ends in `fed`)
+        self.repeated = self.sent  # a retry's tokens whose text ends before here were sent already
+
+    def _send(self, text: str) -> list[Event]:
+        if not text:
+            return []
+        self.sent += len(text)
+        ready = [t for t in self.pending if t[2] <= self.sent]
+        self.pending = self.pending[len(ready):]
+        ids, logprobs = self._tokens(ready)
+        return [Event(self.index, text, token_logprobs=logprobs, token_ids=ids)]
+
+    def _tokens(self, tokens: list[tuple[int, float, int]]) -> tuple[list[int] | None, list[float] | None]:
+        if not self.token_ids:
+            return None, None
+        return [t[0] for t in tokens], [t[1] for t in tokens]
+
+
+def beam_generation(model: Any, tokenizer: Any, prompt_ids: list[int], options: GenerationOptions,
+                    compile_step: bool = False) -> Generation:
+    """One choice decoded by `seqlab.decode.generate` (beam search, which a continuous batch cannot run)."""
+    out = generate(model, torch.tensor([prompt_ids], dtype=torch.long), tokenizer=tokenizer,
+                   compile_step=compile_step, **dataclasses.asdict(options))
+    start = 1 if model.is_encoder_decoder else len(prompt_ids)
+    length = int(out.lengths[0])  # tokens generated, EOS included; the fill after it is not
+    ids = out.sequences[0, start:start + length].tolist()
+    text, _ = cut_at_stop(tokenizer.decode(ids), options.stop_list)
+    return Generation(list(zip(ids, out.token_logprobs[0, :length].tolist(), strict=True)), text,
+                      out.finish_reasons[0], out.confidence[0])

@@ -10,8 +10,8 @@ What differs from OpenAI, on purpose:
 - `n` is at most 8, `stop` at most 4 strings; `seed` is in [0, 2^63) and choice i samples with seed
   `seed + i`. `finish_reason` "content_filter" means the model's safety policy refused the reply.
 - `logprobs` (completions: 0; chat: true) gives each generated token's log-probability, EOS included;
-  alternatives (`logprobs` > 0, `top_logprobs` > 0) are not supported yet. With log-probs a streamed
-  reply arrives in one piece at its end (the streaming generator does not give token ids yet).
+  a streamed chunk carries those of the tokens whose text it completes (the last chunk the rest);
+  alternatives (`logprobs` > 0, `top_logprobs` > 0) are not supported yet.
 - `num_beams` > 1 needs `stream: false`.
 - chat messages with role system or developer are accepted and not shown to the model (a seqlab run
   has no instruction format); the others form the conversation, the last one the user's turn.

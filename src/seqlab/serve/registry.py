@@ -22,7 +22,7 @@ from typing import Any
 from seqlab.chat import ChatSession
 from seqlab.decode import GenerationOptions, build_prompt_ids
 from seqlab.errors import SeqlabError
-from seqlab.serve.worker import ThreadWorker, Worker
+from seqlab.serve.worker import BatchWorker, Worker
 
 
 @dataclass
@@ -92,7 +92,7 @@ def load_models(runs: Sequence[str | Path], device: str = "cpu", checkpoint: str
         defaults = GenerationOptions.from_config(config.decode, tokenizer, num_return_sequences=1,
                                                  max_new_tokens=run_max_new_tokens(config, run))
         policy = ReplyPolicy.from_config(config)
-        worker = ThreadWorker(model, tokenizer, policy, max_batch=max_batch, max_queue=max_queue,
+        worker = BatchWorker(model, tokenizer, policy, max_batch=max_batch, max_queue=max_queue,
                               compile_step=compile_step, name=name)
         models[name] = ServedModel(name, model, tokenizer, config, defaults, worker, int(time.time()))
     return models

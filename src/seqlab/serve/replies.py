@@ -7,7 +7,9 @@
 `usage` is exact: `prompt_tokens` is the prompt's length as the engine took it (chat: the rendered
 conversation, cut to the last k turns), `completion_tokens` the tokens generated over all choices,
 EOS included. A chat reply loses its leading whitespace (a word tokenizer's joining space), as in
-`seqlab chat`.
+`seqlab chat`. Log-probs: a chunk carries those of the tokens its event brought
+(seqlab.serve.generation), the whole response those of every event, so a stream's tokens, joined, are the
+response's.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class Replies:
         self.created = int(time.time())
         n = len(plan.request.choices)
         self.texts: list[list[str]] = [[] for _ in range(n)]
+        self.token_ids: list[list[int]] = [[] for _ in range(n)]  # with log-probs: every token sent so far
+        self.token_logprobs: list[list[float]] = [[] for _ in range(n)]
         self.ends: dict[int, Event] = {}
 
     def add(self, event: Event) -> list[dict[str, Any]]:
@@ -55,9 +59,12 @@ class Replies:
             self.texts[event.index].append(text)
         if event.final:
             self.ends[event.index] = event
-        if not text and not event.final:
+        if not text and not event.final and not event.token_ids:
             return []
-        return [self.chunk(event.index, text, event)]
+        chunk = self.chunk(event.index, text, event)
+        self.token_ids[event.index] += event.token_ids or []
+        self.token_logprobs[event.index] += event.token_logprobs or []
+        return [chunk]
 
     def opening(self) -> list[dict[str, Any]]:
         """The chunks a stream starts with."""
@@ -74,8 +81,15 @@ class Replies:
     def _text(self, event: Event) -> str:
         return event.text
 
-    def token_strings(self, event: Event) -> list[str]:
-        return [self.served.tokenizer.decode([i], skip_special=False) for i in event.token_ids or []]
+    def token_strings(self, token_ids: list[int]) -> list[str]:
+        return [self.served.tokenizer.decode([i], skip_special=False) for i in token_ids]
+
+    def whole(self, index: int) -> Event:
+        """Choice `index`'s end, with every token the choice sent (for the whole response)."""
+        end = self.ends[index]
+        if end.token_ids is None:
+            return end
+        return Event(index, token_ids=self.token_ids[index], token_logprobs=self.token_logprobs[index])
 
     def chunk(self, index: int, text: str, event: Event) -> dict[str, Any]:
         raise NotImplementedError
@@ -90,9 +104,15 @@ class Replies:
 class CompletionReplies(Replies):
     prefix = "cmpl"
 
+    def __init__(self, served: ServedModel, plan: Plan):
+        super().__init__(served, plan)
+        self.token_text = [0] * len(self.texts)  # per choice: the length of its streamed tokens' text
+
     def chunk(self, index: int, text: str, event: Event) -> dict[str, Any]:
-        choice = CompletionChoice(index=index, text=text, finish_reason=event.finish_reason,
-                                  logprobs=self._logprobs(event))
+        logprobs = self._logprobs(event, self.token_text[index])
+        if logprobs is not None and logprobs.tokens:  # the next chunk's tokens start after these
+            self.token_text[index] = logprobs.text_offset[-1] + len(logprobs.tokens[-1])
+        choice = CompletionChoice(index=index, text=text, finish_reason=event.finish_reason, logprobs=logprobs)
         return self._object([choice]).model_dump()
 
     def usage_chunk(self) -> dict[str, Any]:
@@ -100,17 +120,18 @@ class CompletionReplies(Replies):
 
     def response(self) -> dict[str, Any]:
         choices = [CompletionChoice(index=i, text=self.text(i), finish_reason=end.finish_reason,
-                                    logprobs=self._logprobs(end)) for i, end in sorted(self.ends.items())]
+                                    logprobs=self._logprobs(self.whole(i))) for i, end in sorted(self.ends.items())]
         return self._object(choices, usage=self.usage()).model_dump()
 
     def _object(self, choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
         return Completion(id=self.id, created=self.created, model=self.served.id, choices=choices, usage=usage)
 
-    def _logprobs(self, event: Event) -> CompletionLogprobs | None:
+    def _logprobs(self, event: Event, start: int = 0) -> CompletionLogprobs | None:
+        """The event's tokens; their text offsets count from `start` (the text of the tokens sent before)."""
         if event.token_ids is None:
             return None
-        tokens = self.token_strings(event)
-        offsets = list(itertools.accumulate((len(t) for t in tokens), initial=0))[:len(tokens)]
+        tokens = self.token_strings(event.token_ids)
+        offsets = list(itertools.accumulate((len(t) for t in tokens), initial=start))[:len(tokens)]
         return CompletionLogprobs(tokens=tokens, token_logprobs=event.token_logprobs or [], text_offset=offsets)
 
 
@@ -131,7 +152,7 @@ class ChatReplies(Replies):
 
     def response(self) -> dict[str, Any]:
         choices = [ChatChoice(index=i, message=AssistantMessage(content=self.text(i)), finish_reason=end.finish_reason,
-                              logprobs=self._logprobs(end)) for i, end in sorted(self.ends.items())]
+                              logprobs=self._logprobs(self.whole(i))) for i, end in sorted(self.ends.items())]
         return ChatCompletion(id=self.id, created=self.created, model=self.served.id, choices=choices,
                               usage=self.usage()).model_dump()
 
@@ -144,6 +165,6 @@ class ChatReplies(Replies):
     def _logprobs(self, event: Event) -> ChoiceLogprobs | None:
         if event.token_ids is None:
             return None
-        tokens = self.token_strings(event)
+        tokens = self.token_strings(event.token_ids)
         return ChoiceLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")))
                                        for t, p in zip(tokens, event.token_logprobs or [], strict=True)])

@@ -14,8 +14,7 @@ until the next piece settles it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 
 class StopTrimmer:
@@ -42,32 +41,3 @@ class StopTrimmer:
         """At the end of the text: what was held back never became a stop string."""
         rest, self.held = ("" if self.stopped else self.held), ""
         return rest
-
-
-class TrimmedStream:
-    """A `seqlab.decode.stream` TextStream seen through a StopTrimmer; its `finish_reason`, `confidence` and
-    `token_logprobs` are the stream's, set once the pieces run out."""
-
-    def __init__(self, text: Any, stops: Sequence[str]):
-        self.text = text
-        self.stops = stops
-
-    def __iter__(self) -> Iterator[str]:
-        trimmer = StopTrimmer(self.stops)
-        for piece in self.text:  # read to the end, so that the stream's finish_reason is set
-            if out := trimmer.push(piece):
-                yield out
-        if rest := trimmer.flush():
-            yield rest
-
-    @property
-    def finish_reason(self) -> str | None:
-        return self.text.finish_reason
-
-    @property
-    def confidence(self) -> float | None:
-        return self.text.confidence
-
-    @property
-    def token_logprobs(self) -> list[float] | None:
-        return self.text.token_logprobs

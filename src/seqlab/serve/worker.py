@@ -1,42 +1,55 @@
-"""A model's worker: it owns the model, takes requests from a bounded queue and decodes them.
+"""A model's worker: it owns the model, takes requests from a bounded queue and decodes them in one batch.
 
-    worker = ThreadWorker(model, tokenizer, ReplyPolicy(), max_batch=8, max_queue=64)
+    worker = BatchWorker(model, tokenizer, ReplyPolicy(), max_batch=8, max_queue=64)
     submission = worker.submit(GenerationRequest(prompt, [options]))   # QueueFull when the queue is full
-    async for event in submission:        # Event: a text piece, or a choice's end (finish_reason, tokens, log-probs)
+    async for event in submission:        # Event: a text piece, or a choice's end (finish_reason, usage, ...)
         ...
-    submission.cancel()                    # the client left: its choices leave the worker within one step
+    submission.cancel()                    # the client left: its choices leave the batch before the next step
 
-The HTTP layer sees only the `Worker` protocol: `submit`, `active_slots` (choices being decoded) and
-`queue_depth` (requests waiting for a slot), so a continuously batched engine can take `ThreadWorker`'s
-place without touching the routes.
+The HTTP layer sees only the `Worker` protocol: `submit`, `active_slots` (choices being decoded),
+`queue_depth` (requests waiting for a slot) and `max_step_rows` (the most rows one decode step has run).
 
-`ThreadWorker` (v1) is one thread per model. Each choice of a request is a *slot*; up to `max_batch`
-slots are active at once and the thread takes turns over them: a turn advances every active slot by one
-piece (seqlab.serve.generation: `seqlab.decode.stream`, the one streaming generator `seqlab generate` and
-`seqlab chat` read too, then the stop strings and the model's reply policy; a piece is one decode step,
-or the few a multi-byte character or a held-back stop string or listed word needs). The slots are interleaved, not batched:
-a turn costs the sum of its slots' steps, so k active slots each stream at about 1/k of one alone. A
-request waits in the queue until there are slots for all its choices; a request with more choices than
-`max_batch` runs when the worker is otherwise idle.
+`BatchWorker` is one thread per model that owns a `seqlab.decode.batching.ContinuousBatch` of up to
+`max_batch` rows. Each choice of a request is a slot: a row of the batch, with the choice's own options and
+seed (choice i of a request with `seed` has seed + i). The thread loops while any slot is active:
 
-A request that wants token ids (log-probs) decodes each choice with one `seqlab.decode.generate` call
-instead, which gives the whole text at its end and holds the other slots for that call. A policy that
-holds a reply back (the fallback, refuse) makes its whole stream one turn too.
+1. slots whose request was cancelled leave the batch (`remove`): a client that disconnects frees its
+   slots before the next step;
+2. waiting requests take the free slots, oldest first, choice by choice (a request with more choices than
+   `max_batch` starts its first ones and the rest as slots free up): each choice's prompt is prefilled
+   (`add`) and joins at the next step;
+3. one beam-search choice, if any waits, is decoded whole by `seqlab.decode.generate` (a batch cannot run
+   beam search): the batch's rows wait that long — one search, not the queue of them, per step;
+4. `step()`: one model call over every row; each row's token and text go through the choice's stop
+   strings and reply policy (`seqlab.serve.generation.ChoiceReply`) to its request's events. A row that
+   ends leaves the batch; a reply the policy regenerates gets a new row at once (the flagged words banned,
+   the same seed), which joins at the next step.
+
+Events reach the event loop that submitted the request through `call_soon_threadsafe`, one call per request
+and step, so the loop never waits for the worker. An error the engine raises for one choice (a SeqlabError:
+the client's options) ends that request only; an error inside a step ends the requests in the batch,
+which starts afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
+import random
 import threading
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
+from seqlab.decode import build_prompt_ids
+from seqlab.decode.batching import BatchEvent, ContinuousBatch
 from seqlab.errors import SeqlabError
-from seqlab.serve.generation import Event, GenerationRequest, generated_choice, streamed_choice
+from seqlab.serve.generation import ChoiceReply, Event, GenerationRequest, beam_generation
+
+SEEDS = 2**63  # a seed is in [0, 2^63), as everywhere in seqlab
 
 
 class QueueFull(Exception):
@@ -55,19 +68,23 @@ class Submission:
         self._open_choices = len(request.choices)
         self._on_cancel = on_cancel
 
-    def put(self, event: Event) -> None:
-        """Hand `event` to the reader (from any thread); dropped once the reader's loop has closed."""
+    def put(self, *events: Event) -> None:
+        """Hand `events` to the reader (from any thread); dropped once the reader's loop has closed."""
         try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+            self._loop.call_soon_threadsafe(self._put_now, events)
         except RuntimeError:
             pass
 
     def cancel(self) -> None:
         """Stop decoding this request (idempotent): a waiting one leaves the queue now, an active one
-        leaves its slots at the worker's next turn."""
+        leaves the batch before the worker's next step."""
         if not self.cancelled.is_set():
             self.cancelled.set()
             self._on_cancel(self)
+
+    def _put_now(self, events: tuple[Event, ...]) -> None:
+        for event in events:
+            self._events.put_nowait(event)
 
     def __aiter__(self) -> Submission:
         return self
@@ -92,20 +109,26 @@ class Worker(Protocol):
     @property
     def queue_depth(self) -> int: ...  # requests waiting for a slot
 
+    @property
+    def max_step_rows(self) -> int: ...  # the most rows one decode step has run
+
     def submit(self, request: GenerationRequest) -> Submission: ...  # raises QueueFull
 
     def close(self) -> None: ...
 
 
-@dataclass
+@dataclass(eq=False)
 class _Slot:
+    """A choice being decoded."""
+
     submission: Submission
-    index: int  # which of the request's choices
-    events: Iterator[Event]
+    reply: ChoiceReply
+    prompt_ids: list[int]
+    row: int | None = None  # its generation's request id in the batch (None: beam search, or between rows)
 
 
-class ThreadWorker:
-    """The v1 worker of the module docstring: one thread, interleaved slots, one stream per choice."""
+class BatchWorker:
+    """The worker of the module docstring: one thread, one continuous batch."""
 
     def __init__(self, model: Any, tokenizer: Any, policy: Any, *, max_batch: int = 8, max_queue: int = 64,
                  compile_step: bool = False, name: str = "model"):
@@ -113,8 +136,15 @@ class ThreadWorker:
             raise SeqlabError(f"--max-batch and --max-queue must be >= 1, got {max_batch} and {max_queue}")
         self.model, self.tokenizer, self.policy, self.compile_step, self.name = model, tokenizer, policy, compile_step, name
         self.max_batch, self.max_queue = max_batch, max_queue
+        self.batch = ContinuousBatch(model, tokenizer, max_batch=max_batch)
+        self.steps = 0  # decode steps run
+        self.max_step_rows = 0  # the most rows one of them ran
         self._pending: deque[Submission] = deque()  # waiting for slots, oldest first
-        self._slots: list[_Slot] = []  # active; only the worker's thread changes it
+        self._started = 0  # choices of the oldest waiting request that have slots already
+        self._slots: list[_Slot] = []  # active; only the worker's thread changes it (and the rest below)
+        self._rows: dict[int, _Slot] = {}  # batch request id -> its slot
+        self._beams: deque[_Slot] = deque()  # beam-search slots waiting for their turn
+        self._row_ids = itertools.count()
         self._wake = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"seqlab-serve-{name}", daemon=True)
@@ -146,8 +176,12 @@ class ThreadWorker:
 
     def _cancelled(self, submission: Submission) -> None:
         with self._wake:
+            if self._pending and self._pending[0] is submission:
+                self._started = 0
             if submission in self._pending:
                 self._pending.remove(submission)
+
+    # ------------------------------------------------------------------ the worker's thread
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)  # per thread; the engine's own no_grad covers each call too
@@ -157,38 +191,134 @@ class ThreadWorker:
                     self._wake.wait()
                 if self._closed:
                     break
-                self._admit()
-            self._turn()
+                starts = self._admit()
+            self._drop_cancelled()
+            for submission, index in starts:
+                self._start(submission, index)
+            if self._beams:
+                self._beam_search(self._beams.popleft())
+            if len(self.batch):
+                self._step()
         for submission in {*(s.submission for s in self._slots), *self._pending}:
             submission.put(Event(0, error=SeqlabError("the server is shutting down")))
 
-    def _admit(self) -> None:
-        """Move waiting requests into slots while all their choices fit (called holding the lock)."""
-        while self._pending:
-            n = len(self._pending[0].request.choices)
-            if self._slots and len(self._slots) + n > self.max_batch:
-                return
-            submission = self._pending.popleft()
-            self._slots += [_Slot(submission, i, self._choice(submission.request, i)) for i in range(n)]
+    def _admit(self) -> list[tuple[Submission, int]]:
+        """The waiting choices that take the free slots, oldest first (called holding the lock)."""
+        starts: list[tuple[Submission, int]] = []
+        free = self.max_batch - len(self._slots)
+        while self._pending and len(starts) < free:
+            head = self._pending[0]
+            starts.append((head, self._started))
+            self._started += 1
+            if self._started == len(head.request.choices):
+                self._pending.popleft()
+                self._started = 0
+        return starts
 
-    def _turn(self) -> None:
-        """Advance every active slot by one event; drop the finished and the cancelled."""
-        for slot in list(self._slots):
-            if slot.submission.cancelled.is_set():
-                self._slots.remove(slot)
-                slot.events.close()  # the engine's generator ends here, between two steps
-                continue
-            try:
-                event = next(slot.events)
-            except Exception as error:  # a SeqlabError is the client's (a 400); anything else a bug
-                event = Event(slot.index, error=error)
-            slot.submission.put(event)
-            if event.error is not None:  # the request's other choices stop too
-                slot.submission.cancelled.set()
-            if event.final:
-                self._slots.remove(slot)
+    def _start(self, submission: Submission, index: int) -> None:
+        if submission.cancelled.is_set():
+            return
+        request = submission.request
+        options = request.choices[index]
+        if options.do_sample and options.seed is None:  # a seed, so that regenerate's retries repeat the text sent
+            options = dataclasses.replace(options, seed=random.randrange(SEEDS))
+        try:
+            prompt_ids = build_prompt_ids(self.tokenizer, request.prompt)
+            slot = _Slot(submission, ChoiceReply(index, options, self.policy, request.token_ids), prompt_ids)
+        except Exception as error:  # a SeqlabError is the client's (a 400); anything else a bug
+            self._fail(submission, index, error)
+            return
+        self._slots.append(slot)
+        self._generate(slot)
 
-    def _choice(self, request: GenerationRequest, index: int) -> Iterator[Event]:
-        choice = generated_choice if request.token_ids else streamed_choice
-        return choice(self.model, self.tokenizer, self.policy, request.prompt, request.choices[index], index,
-                      self.compile_step)
+    def _generate(self, slot: _Slot) -> None:
+        """Start the slot's next generation: a row that joins at the next step, or a turn at beam search."""
+        options = slot.reply.options()
+        if options.num_beams > 1:
+            self._beams.append(slot)
+            return
+        row = next(self._row_ids)
+        try:
+            self.batch.add(row, slot.prompt_ids, options)
+        except Exception as error:
+            self._release(slot)
+            self._fail(slot.submission, slot.reply.index, error)
+            return
+        slot.row = row
+        self._rows[row] = slot
+
+    def _step(self) -> None:
+        """One decode step over the batch; each row's token to its slot, the events to their requests."""
+        self.steps += 1
+        self.max_step_rows = max(self.max_step_rows, len(self.batch))
+        try:
+            batch_events = self.batch.step()
+        except Exception as error:  # a bug: the batch's state is unknown, so every row's request ends
+            self._restart_batch(error)
+            return
+        events: dict[Submission, list[Event]] = {}
+        for batch_event in batch_events:
+            slot = self._rows[batch_event.request_id]
+            events.setdefault(slot.submission, []).extend(self._take(slot, batch_event))
+        for submission, out in events.items():
+            if out:
+                submission.put(*out)
+
+    def _take(self, slot: _Slot, event: BatchEvent) -> list[Event]:
+        """A row's token: its events; the row leaves when it ends or the policy stops it."""
+        reply = slot.reply
+        events = reply.push([(event.token_id, event.logprob)], event.text)
+        if not (event.final or reply.stopped):
+            return events
+        assert slot.row is not None
+        self.batch.remove(slot.row)  # a row that ended has left already
+        del self._rows[slot.row]
+        slot.row = None
+        events += reply.end(event.finish_reason, event.confidence)
+        if reply.done:
+            self._slots.remove(slot)
+        else:
+            self._generate(slot)
+        return events
+
+    def _beam_search(self, slot: _Slot) -> None:
+        try:
+            generation = beam_generation(self.model, self.tokenizer, slot.prompt_ids, slot.reply.options(),
+                                         self.compile_step)
+        except Exception as error:
+            self._release(slot)
+            self._fail(slot.submission, slot.reply.index, error)
+            return
+        reply = slot.reply
+        events = reply.push(generation.tokens, generation.text)
+        events += reply.end(generation.finish_reason, generation.confidence)
+        if reply.done:
+            self._slots.remove(slot)
+        else:
+            self._beams.append(slot)
+        slot.submission.put(*events)
+
+    def _drop_cancelled(self) -> None:
+        for slot in [s for s in self._slots if s.submission.cancelled.is_set()]:
+            self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        """The slot leaves: its row leaves the batch before the next step."""
+        self._slots.remove(slot)
+        if slot.row is not None:
+            self.batch.remove(slot.row)
+            del self._rows[slot.row]
+        if slot in self._beams:
+            self._beams.remove(slot)
+
+    def _fail(self, submission: Submission, index: int, error: BaseException) -> None:
+        """The request ends with `error`; its other choices leave."""
+        submission.put(Event(index, error=error))
+        submission.cancel()
+
+    def _restart_batch(self, error: BaseException) -> None:
+        for slot in [s for s in self._slots if s.row is not None]:
+            self._slots.remove(slot)
+            self._fail(slot.submission, slot.reply.index, error)
+        self._rows.clear()
+        self.batch = ContinuousBatch(self.model, self.tokenizer, max_batch=self.max_batch)
