@@ -70,6 +70,7 @@ class BatchEvent:
     finish_reason: str | None = None  # at the end: "stop" (EOS or a stop string) or "length"
     usage: Usage | None = None  # at the end
     confidence: float | None = None  # at the end: the mean token log-prob, as GenerateOutput.confidence
+    top_logprobs: list[tuple[int, float]] | None = None  # add(top_logprobs=k): the k likeliest (id, log p_model)
 
     @property
     def final(self) -> bool:
@@ -103,6 +104,7 @@ class Row:
         self.last_token: int | None = None
         self.finish_reason: str | None = None
         self.removed = False
+        self.top_logprobs = 0  # alternatives its events carry (add's top_logprobs)
 
     @property
     def generated(self) -> int:
@@ -174,10 +176,11 @@ class ContinuousBatch:
 
     @torch.no_grad()
     def add(self, request_id: Hashable, prompt_ids: Sequence[int], options: GenerationOptions,
-            label: str | None = None) -> Row:
+            label: str | None = None, top_logprobs: int = 0) -> Row:
         """Prefill `prompt_ids` (after the label token `<label:L>` when `label` is given) alone; the request
-        joins the batch at the next step, whose events bring its first token. Raises SeqlabError for a bad
-        request (beam search, a prompt that fills the context) and BatchFull when there is no free slot."""
+        joins the batch at the next step, whose events bring its first token (and, with `top_logprobs` k,
+        the k likeliest tokens of each step). Raises SeqlabError for a bad request (beam search, a prompt
+        that fills the context) and BatchFull when there is no free slot."""
         if request_id in self.requests:
             raise SeqlabError(f"request {request_id!r} is already in the batch")
         if len(self) >= self.max_batch:
@@ -193,6 +196,7 @@ class ContinuousBatch:
         if self.model.is_encoder_decoder:
             prefix = torch.full((1, 1), int(self.model.bos_id), dtype=torch.long, device=self.device)
         row = Row(request_id, options, ids, prefix, max_new_tokens, self.model, self.tokenizer)
+        row.top_logprobs = top_logprobs
         self.joining.append(_Joining(row, logits, state))
         self.requests[request_id] = row
         return row
@@ -222,8 +226,10 @@ class ContinuousBatch:
         if not rows:
             return []
         logits += [j.logits for j in joining]
-        tokens, logprobs = self._choose(rows, torch.cat(logits) if len(logits) > 1 else logits[0])
+        all_logits = torch.cat(logits) if len(logits) > 1 else logits[0]  # (B, V)
+        tokens, logprobs = self._choose(rows, all_logits)
         events = [row.advance(token, logprob) for row, token, logprob in zip(rows, tokens, logprobs, strict=True)]
+        self._add_alternatives(rows, all_logits, events)
         for j in joining:
             if j.row.finish_reason is None:  # a row that ended at its first token never joins
                 self.state = j.state if self.state is None else self.model.merge_states(self.state, j.state)
@@ -257,6 +263,18 @@ class ContinuousBatch:
         ids = first.ids[:, :first.length] if first.ids is not None and len(rows) == 1 else self._no_ids
         tokens, log_probs = choose(logits, first.processors, ids, noise)
         return tokens.tolist(), log_probs.gather(1, tokens[:, None])[:, 0].tolist()
+
+    def _add_alternatives(self, rows: list[Row], logits: Tensor, events: list[BatchEvent]) -> None:
+        """The rows that asked for them: their k likeliest tokens under the model (log softmax of the raw
+        logits (B, V), as the events' log-probs)."""
+        wanted = [i for i, row in enumerate(rows) if row.top_logprobs]
+        if not wanted:
+            return
+        k = min(max(rows[i].top_logprobs for i in wanted), logits.shape[-1])
+        log_probs = torch.log_softmax(logits[wanted].float(), dim=-1)  # (W, V)
+        values, ids = (t.tolist() for t in log_probs.topk(k, dim=-1))
+        for w, i in enumerate(wanted):
+            events[i].top_logprobs = list(zip(ids[w], values[w], strict=True))[:rows[i].top_logprobs]
 
     def _drop_ended(self) -> None:
         """Rows that ended or were removed leave the state; the last rows move into their places."""
