@@ -440,23 +440,26 @@ def test_16_streams_at_once_run_in_one_decode_step(server):
 @pytest.mark.slow
 @pytest.mark.parametrize("route", ["completions", "chat"])
 def test_streamed_logprobs_are_the_whole_responses(server, route):
+    """Each chunk carries its tokens' log-probs and alternatives; joined, they are the whole response's."""
     client = server.client()
     if route == "completions":
-        kwargs = dict(model="lm", prompt="to be", max_tokens=16, temperature=1.0, seed=9, logprobs=0)
+        kwargs = dict(model="lm", prompt="to be", max_tokens=16, temperature=1.0, seed=9, logprobs=2)
         whole = client.completions.create(**kwargs).choices[0].logprobs
         chunks = list(client.completions.create(**kwargs, stream=True))
-        streamed = [(t, lp) for c in chunks for ch in c.choices if ch.logprobs
-                    for t, lp in zip(ch.logprobs.tokens, ch.logprobs.token_logprobs, strict=True)]
-        assert streamed == list(zip(whole.tokens, whole.token_logprobs, strict=True))
+        streamed = [(t, lp, top) for c in chunks for ch in c.choices if ch.logprobs
+                    for t, lp, top in zip(ch.logprobs.tokens, ch.logprobs.token_logprobs, ch.logprobs.top_logprobs,
+                                          strict=True)]
+        assert streamed == list(zip(whole.tokens, whole.token_logprobs, whole.top_logprobs, strict=True))
         offsets = [o for c in chunks for ch in c.choices if ch.logprobs for o in ch.logprobs.text_offset]
         assert offsets == whole.text_offset
         with_text = [ch for c in chunks for ch in c.choices if ch.text]
     else:
-        kwargs = dict(model="chatbot", messages=[{"role": "user", "content": "bye"}], temperature=0, logprobs=True)
+        kwargs = dict(model="chatbot", messages=[{"role": "user", "content": "bye"}], temperature=0, logprobs=True,
+                      top_logprobs=2)
         whole = client.chat.completions.create(**kwargs).choices[0].logprobs.content
         chunks = list(client.chat.completions.create(**kwargs, stream=True))
         streamed = [t for c in chunks for ch in c.choices if ch.logprobs for t in ch.logprobs.content]
-        assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in whole]
+        assert [t.model_dump() for t in streamed] == [t.model_dump() for t in whole]
         assert [t.token for t in whole] == ["see", " you", " later", "<eos>"]
         with_text = [ch for c in chunks for ch in c.choices if ch.delta.content]
     assert len(with_text) > 1 and all(ch.logprobs for ch in with_text)  # streamed as decoded, not in one piece

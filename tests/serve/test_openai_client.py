@@ -150,12 +150,22 @@ def test_chat_logprobs_are_each_tokens_log_probability(server):
     assert content[1].bytes == list(b" you")
 
 
-def test_top_alternatives_are_a_clear_400(server):
-    import openai
-
-    with pytest.raises(openai.BadRequestError, match="not supported yet"):
-        server.client().chat.completions.create(model="chatbot", messages=[{"role": "user", "content": "bye"}],
-                                                logprobs=True, top_logprobs=2)
+def test_top_logprobs_are_the_likeliest_tokens_of_each_step(server):
+    response = server.client().chat.completions.create(model="chatbot", messages=[{"role": "user", "content": "bye"}],
+                                                       temperature=0, logprobs=True, top_logprobs=3)
+    content = response.choices[0].logprobs.content
+    assert [t.token for t in content] == ["see", " you", " later", "<eos>"]
+    for token in content:  # greedy: the token chosen is the likeliest, with its own log-prob
+        assert len(token.top_logprobs) == 3 and token.top_logprobs[0].token == token.token
+        assert token.top_logprobs[0].logprob == pytest.approx(token.logprob, abs=1e-6)
+        assert [t.logprob for t in token.top_logprobs] == sorted((t.logprob for t in token.top_logprobs), reverse=True)
+        assert all(t.bytes == list(t.token.encode("utf-8")) for t in token.top_logprobs)
+    completion = server.client().completions.create(model="lm", prompt="to be", max_tokens=6, temperature=1.0, seed=1,
+                                                    logprobs=2).choices[0].logprobs
+    assert len(completion.top_logprobs) == len(completion.tokens)
+    assert all(len(top) <= 2 for top in completion.top_logprobs)  # {token: log-prob}: two, unless both decode alike
+    for token, logprob, top in zip(completion.tokens, completion.token_logprobs, completion.top_logprobs, strict=True):
+        assert logprob <= max(top.values()) + 1e-6 and (token not in top or top[token] == pytest.approx(logprob))
 
 
 def test_beam_search_answers_whole(server):

@@ -15,7 +15,8 @@ i goes out with the first event whose text reaches the end of token i's text, so
 text — the start of a stop string or of a listed word — waits with it), and the choice's last event
 carries the rest (EOS, a stop string's tokens; all of them when the policy held the reply back). Joined,
 the events' tokens are the reply's last generation: a regenerate retry repeats the tokens already sent
-(same seed, same scores before the banned word), and those are not sent twice.
+(same seed, same scores before the banned word), and those are not sent twice. With `top_logprobs` k,
+each token comes with the k likeliest tokens of its step (`ContinuousBatch.add(top_logprobs=k)`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class GenerationRequest:
     prompt: str  # the engine's input: a completion prompt, or a conversation rendered as the run's prompt
     choices: list[GenerationOptions]  # one per choice, each with its own seed
     token_ids: bool = False  # events carry their tokens' ids and log-probs
+    top_logprobs: int = 0  # and each token the likeliest tokens of its step, this many (with token_ids)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Event:
     completion_tokens: int = 0  # at the end: tokens generated, EOS included, over every generation
     token_logprobs: list[float] | None = None  # when asked for: log p_model of the tokens this event completes
     token_ids: list[int] | None = None  # when asked for: those tokens
+    top_logprobs: list[list[tuple[int, float]]] | None = None  # when asked for: each one's likeliest (id, log-prob)
     confidence: float | None = None  # at the end: mean token log-prob (beam search: the beam score)
     error: BaseException | None = None
 
@@ -58,10 +61,16 @@ class Event:
         return self.finish_reason is not None or self.error is not None
 
 
+class Token(NamedTuple):
+    id: int
+    logprob: float  # log p_model(token)
+    top: list[tuple[int, float]] | None = None  # when asked for: the likeliest tokens of its step (id, log-prob)
+
+
 class Generation(NamedTuple):
     """A whole generation, as `beam_generation` gives it."""
 
-    tokens: list[tuple[int, float]]  # (id, log p_model), EOS included
+    tokens: list[Token]  # EOS included
     text: str  # up to and including the first stop string
     finish_reason: str
     confidence: float
@@ -73,8 +82,10 @@ class ChoiceReply:
     feeds it to `push`, then `end`; after `end`, `done` says whether the reply is complete or wants another
     generation (regenerate)."""
 
-    def __init__(self, index: int, options: GenerationOptions, policy: ReplyPolicy, token_ids: bool = False):
-        self.index, self.base_options, self.token_ids = index, options, token_ids
+    def __init__(self, index: int, options: GenerationOptions, policy: ReplyPolicy, token_ids: bool = False,
+                 top_logprobs: int = 0):
+        self.index, self.base_options = index, options
+        self.token_ids, self.top_logprobs = token_ids, top_logprobs
         self.session = policy.open(exact_retries=options.num_beams == 1)
         self.banned: list[str] = []  # regenerate's, added to the options' banned_words
         self.completion_tokens = 0
@@ -94,13 +105,13 @@ class ChoiceReply:
         """The policy has decided this generation's text (a listed word under regenerate): end it now."""
         return self.session.stopped
 
-    def push(self, tokens: list[tuple[int, float]], text: str) -> list[Event]:
-        """The generation's next tokens (id, log p_model) and the text they complete: the events to send."""
+    def push(self, tokens: list[Token], text: str) -> list[Event]:
+        """The generation's next tokens and the text they complete: the events to send."""
         self.completion_tokens += len(tokens)
         piece = self.trimmer.push(text)
         self.fed += len(piece)
         if self.token_ids and not (self.repeated and self.fed <= self.repeated):
-            self.pending += [(token, logprob, self.fed) for token, logprob in tokens]
+            self.pending += [(token, self.fed) for token in tokens]
         return self._send(self.session.feed(piece) if piece else "")
 
     def end(self, finish_reason: str | None, confidence: float | None) -> list[Event]:
@@ -115,30 +126,30 @@ class ChoiceReply:
             self._start()
             return events
         self.done, reply = True, outcome.reply
-        ids, logprobs = self._tokens(self.pending)
-        return [Event(self.index, out + outcome.text, reply.finish_reason, self.completion_tokens, logprobs, ids,
-                      reply.confidence)]
+        return [Event(self.index, out + outcome.text, reply.finish_reason, self.completion_tokens,
+                      confidence=reply.confidence, **self._tokens([t for t, _ in self.pending]))]
 
     def _start(self) -> None:
         """A new generation: its stop strings, the text fed to the policy, the tokens not yet sent."""
         self.trimmer = StopTrimmer(self.base_options.stop_list)
         self.fed = 0  # characters of this generation's text fed to the policy
-        self.pending: list[tuple[int, float, int]] = []  # (id, log-prob, where its text ends in `fed`)
+        self.pending: list[tuple[Token, int]] = []  # (token, where its text ends in `fed`)
         self.repeated = self.sent  # a retry's tokens whose text ends before here were sent already
 
     def _send(self, text: str) -> list[Event]:
         if not text:
             return []
         self.sent += len(text)
-        ready = [t for t in self.pending if t[2] <= self.sent]
+        ready = [t for t, end in self.pending if end <= self.sent]
         self.pending = self.pending[len(ready):]
-        ids, logprobs = self._tokens(ready)
-        return [Event(self.index, text, token_logprobs=logprobs, token_ids=ids)]
+        return [Event(self.index, text, **self._tokens(ready))]
 
-    def _tokens(self, tokens: list[tuple[int, float, int]]) -> tuple[list[int] | None, list[float] | None]:
+    def _tokens(self, tokens: list[Token]) -> dict[str, Any]:
+        """An event's token fields for these tokens (none unless the request asked for token ids)."""
         if not self.token_ids:
-            return None, None
-        return [t[0] for t in tokens], [t[1] for t in tokens]
+            return {}
+        return {"token_ids": [t.id for t in tokens], "token_logprobs": [t.logprob for t in tokens],
+                "top_logprobs": [t.top or [] for t in tokens] if self.top_logprobs else None}
 
 
 def beam_generation(model: Any, tokenizer: Any, prompt_ids: list[int], options: GenerationOptions,
@@ -150,5 +161,5 @@ def beam_generation(model: Any, tokenizer: Any, prompt_ids: list[int], options: 
     length = int(out.lengths[0])  # tokens generated, EOS included; the fill after it is not
     ids = out.sequences[0, start:start + length].tolist()
     text, _ = cut_at_stop(tokenizer.decode(ids), options.stop_list)
-    return Generation(list(zip(ids, out.token_logprobs[0, :length].tolist(), strict=True)), text,
-                      out.finish_reasons[0], out.confidence[0])
+    tokens = [Token(i, logprob) for i, logprob in zip(ids, out.token_logprobs[0, :length].tolist(), strict=True)]
+    return Generation(tokens, text, out.finish_reasons[0], out.confidence[0])

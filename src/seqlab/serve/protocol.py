@@ -9,9 +9,11 @@ is greedy decoding, any other value samples.
 What differs from OpenAI, on purpose:
 - `n` is at most 8, `stop` at most 4 strings; `seed` is in [0, 2^63) and choice i samples with seed
   `seed + i`. `finish_reason` "content_filter" means the model's safety policy refused the reply.
-- `logprobs` (completions: 0; chat: true) gives each generated token's log-probability, EOS included;
-  a streamed chunk carries those of the tokens whose text it completes (the last chunk the rest);
-  alternatives (`logprobs` > 0, `top_logprobs` > 0) are not supported yet.
+- `logprobs` (completions: 0 to 5; chat: true) gives each generated token's log-probability, EOS
+  included, and completions' `logprobs` k > 0 or chat's `top_logprobs` k > 0 the k likeliest tokens of
+  each step (log softmax of the model's raw logits, before temperature and the other processors); a
+  streamed chunk carries those of the tokens whose text it completes (the last chunk the rest).
+  Alternatives are not given with beam search (`num_beams` > 1).
 - `num_beams` > 1 needs `stream: false`.
 - chat messages with role system or developer are accepted and not shown to the model (a seqlab run
   has no instruction format); the others form the conversation, the last one the user's turn.
@@ -19,7 +21,7 @@ What differs from OpenAI, on purpose:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -108,11 +110,14 @@ class Completion(BaseModel):
     usage: Usage | None = None
 
 
-class TokenLogprob(BaseModel):
+class TopLogprob(BaseModel):
     token: str
     logprob: float
     bytes: list[int] | None = None
-    top_logprobs: list[Any] = Field(default_factory=list)
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
 
 
 class ChoiceLogprobs(BaseModel):

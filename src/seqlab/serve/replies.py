@@ -31,6 +31,7 @@ from seqlab.serve.protocol import (
     CompletionChoice,
     CompletionLogprobs,
     TokenLogprob,
+    TopLogprob,
     Usage,
 )
 from seqlab.serve.registry import ServedModel
@@ -50,6 +51,7 @@ class Replies:
         self.texts: list[list[str]] = [[] for _ in range(n)]
         self.token_ids: list[list[int]] = [[] for _ in range(n)]  # with log-probs: every token sent so far
         self.token_logprobs: list[list[float]] = [[] for _ in range(n)]
+        self.top_logprobs: list[list[list[tuple[int, float]]]] = [[] for _ in range(n)]  # with alternatives
         self.ends: dict[int, Event] = {}
 
     def add(self, event: Event) -> list[dict[str, Any]]:
@@ -64,6 +66,7 @@ class Replies:
         chunk = self.chunk(event.index, text, event)
         self.token_ids[event.index] += event.token_ids or []
         self.token_logprobs[event.index] += event.token_logprobs or []
+        self.top_logprobs[event.index] += event.top_logprobs or []
         return [chunk]
 
     def opening(self) -> list[dict[str, Any]]:
@@ -89,7 +92,9 @@ class Replies:
         end = self.ends[index]
         if end.token_ids is None:
             return end
-        return Event(index, token_ids=self.token_ids[index], token_logprobs=self.token_logprobs[index])
+        top = self.top_logprobs[index] if end.top_logprobs is not None else None
+        return Event(index, token_ids=self.token_ids[index], token_logprobs=self.token_logprobs[index],
+                     top_logprobs=top)
 
     def chunk(self, index: int, text: str, event: Event) -> dict[str, Any]:
         raise NotImplementedError
@@ -132,7 +137,11 @@ class CompletionReplies(Replies):
             return None
         tokens = self.token_strings(event.token_ids)
         offsets = list(itertools.accumulate((len(t) for t in tokens), initial=start))[:len(tokens)]
-        return CompletionLogprobs(tokens=tokens, token_logprobs=event.token_logprobs or [], text_offset=offsets)
+        top = None if event.top_logprobs is None else [
+            dict(zip(self.token_strings([i for i, _ in step]), [lp for _, lp in step], strict=True))
+            for step in event.top_logprobs]
+        return CompletionLogprobs(tokens=tokens, token_logprobs=event.token_logprobs or [], top_logprobs=top,
+                                  text_offset=offsets)
 
 
 class ChatReplies(Replies):
@@ -166,5 +175,12 @@ class ChatReplies(Replies):
         if event.token_ids is None:
             return None
         tokens = self.token_strings(event.token_ids)
-        return ChoiceLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")))
-                                       for t, p in zip(tokens, event.token_logprobs or [], strict=True)])
+        tops = event.top_logprobs or [[] for _ in tokens]
+        return ChoiceLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")),
+                                                    top_logprobs=self._alternatives(top))
+                                       for t, p, top in zip(tokens, event.token_logprobs or [], tops, strict=True)])
+
+    def _alternatives(self, top: list[tuple[int, float]]) -> list[TopLogprob]:
+        tokens = self.token_strings([i for i, _ in top])
+        return [TopLogprob(token=t, logprob=lp, bytes=list(t.encode("utf-8")))
+                for t, (_, lp) in zip(tokens, top, strict=True)]

@@ -47,7 +47,7 @@ import torch
 from seqlab.decode import build_prompt_ids
 from seqlab.decode.batching import BatchEvent, ContinuousBatch
 from seqlab.errors import SeqlabError
-from seqlab.serve.generation import ChoiceReply, Event, GenerationRequest, beam_generation
+from seqlab.serve.generation import ChoiceReply, Event, GenerationRequest, Token, beam_generation
 
 SEEDS = 2**63  # a seed is in [0, 2^63), as everywhere in seqlab
 
@@ -224,7 +224,8 @@ class BatchWorker:
             options = dataclasses.replace(options, seed=random.randrange(SEEDS))
         try:
             prompt_ids = build_prompt_ids(self.tokenizer, request.prompt)
-            slot = _Slot(submission, ChoiceReply(index, options, self.policy, request.token_ids), prompt_ids)
+            reply = ChoiceReply(index, options, self.policy, request.token_ids, request.top_logprobs)
+            slot = _Slot(submission, reply, prompt_ids)
         except Exception as error:  # a SeqlabError is the client's (a 400); anything else a bug
             self._fail(submission, index, error)
             return
@@ -239,7 +240,7 @@ class BatchWorker:
             return
         row = next(self._row_ids)
         try:
-            self.batch.add(row, slot.prompt_ids, options)
+            self.batch.add(row, slot.prompt_ids, options, top_logprobs=slot.submission.request.top_logprobs)
         except Exception as error:
             self._release(slot)
             self._fail(slot.submission, slot.reply.index, error)
@@ -267,7 +268,7 @@ class BatchWorker:
     def _take(self, slot: _Slot, event: BatchEvent) -> list[Event]:
         """A row's token: its events; the row leaves when it ends or the policy stops it."""
         reply = slot.reply
-        events = reply.push([(event.token_id, event.logprob)], event.text)
+        events = reply.push([Token(event.token_id, event.logprob, event.top_logprobs)], event.text)
         if not (event.final or reply.stopped):
             return events
         assert slot.row is not None
