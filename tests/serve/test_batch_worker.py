@@ -251,6 +251,30 @@ def test_an_engine_error_ends_the_request_and_only_it(models):
     assert ends[0].completion_tokens == 3
 
 
+def test_a_bug_inside_a_step_ends_the_batchs_requests_and_the_worker_goes_on(models):
+    served = models["rnn"]
+
+    async def main(worker):
+        running = worker.submit(GenerationRequest("the", [served.options(max_new_tokens=50, min_new_tokens=50)]))
+        await anext(running)
+        step = worker.batch.step
+
+        def broken():
+            worker.batch.step = step
+            raise RuntimeError("a bug")
+
+        worker.batch.step = broken
+        events = [event async for event in running]
+        after = await collect(worker.submit(GenerationRequest("the", [served.options(max_new_tokens=3)])))
+        return events, after
+
+    with worker_for(served) as worker:
+        events, (_, ends, _, _) = run(main(worker))
+        assert worker.active_slots == 0
+    assert isinstance(events[-1].error, RuntimeError)
+    assert ends[0].completion_tokens == 3
+
+
 def test_beam_search_runs_between_steps_and_answers_as_generate(models):
     served = models["lm"]
     beams = served.options(num_beams=3, max_new_tokens=10)

@@ -17,9 +17,12 @@ seed (choice i of a request with `seed` has seed + i). The thread loops while an
    slots before the next step;
 2. waiting requests take the free slots, oldest first, choice by choice (a request with more choices than
    `max_batch` starts its first ones and the rest as slots free up): each choice's prompt is prefilled
-   (`add`) and joins at the next step;
+   (`add`, one prompt at a time: 16 requests that arrive together wait for 16 prefills, ~6 ms each for
+   the model below, and a first step that merges their states) and joins at the next step;
 3. one beam-search choice, if any waits, is decoded whole by `seqlab.decode.generate` (a batch cannot run
-   beam search): the batch's rows wait that long — one search, not the queue of them, per step;
+   beam search): the batch's rows wait that long, one search (not the queue of them) per step. E.g. 4
+   beams x 64 tokens of a GPT-2-shaped 6 x 384 model take 0.4 s on 2 CPU threads, some 50 steps of a
+   16-row batch (8 ms each);
 4. `step()`: one model call over every row; each row's token and text go through the choice's stop
    strings and reply policy (`seqlab.serve.generation.ChoiceReply`) to its request's events. A row that
    ends leaves the batch; a reply the policy regenerates gets a new row at once (the flagged words banned,
