@@ -207,6 +207,32 @@ def test_every_request_decodes_as_it_does_alone(kind, tok):
     assert [e.token_id for e in events["twin"]] == [e.token_id for e in events["sampled"]]
 
 
+@pytest.mark.parametrize("kind", ["transformer", "seq2seq_transformer", "lstm"])
+def test_a_burst_of_requests_is_prefilled_together(kind, tok):
+    # one prefill, left-padded; its cache is cut to the context, so once the long prompt's row ends the
+    # short prompt's row (40 slots in all, the first 28 of them padding) needs make_room
+    model = build(kind, tok)
+    prefills = []
+    prefill = model.prefill
+
+    def spy(input_ids, attention_mask, max_new_tokens):
+        prefills.append(tuple(input_ids.shape))
+        return prefill(input_ids, attention_mask, max_new_tokens)
+
+    model.prefill = spy
+    long_prompt = (TEXT * 2)[:30]
+    requests = [("long", long_prompt, dict(max_new_tokens=10), 0),
+                ("short", "ab", dict(max_new_tokens=38, do_sample=True, seed=5), 0),
+                ("middle", "the lazy", dict(max_new_tokens=20, repetition_penalty=1.2), 0)]
+    events = run_batch(model, tok, requests)
+    assert prefills == [(3, 30)]
+    for rid, prompt, kw, _ in requests:
+        tokens, logprobs, reason = alone(model, tok, prompt, kw)
+        assert [e.token_id for e in events[rid]] == tokens, rid
+        torch.testing.assert_close(torch.tensor([e.logprob for e in events[rid]]), logprobs, **TOLERANCE)
+        assert events[rid][-1].finish_reason == reason
+
+
 def test_the_text_is_streams_and_stop_strings_end_it(tok):
     model = build("transformer", tok)
     free = "".join(stream(model, tok, "the", max_new_tokens=30, eos_token_id=tok.eos_id))

@@ -7,10 +7,12 @@
             send(event.request_id, event.text, event.finish_reason)
         batch.remove("b")                  # its client went away: the row leaves before the next step
 
-A request joins in two moves: `add` prefills its prompt alone (a batch of one, the model's `prefill`);
-the next `step` chooses its first token from those logits and merges its state into the running batch
-(the model's `merge_states`, seqlab.decode.state). Each step then feeds every running row its last
-token through one `model.step`, so the batch holds exactly the live rows: no compute on empty ones.
+A request joins in two moves: `add` checks it and makes its row; the next `step` prefills the prompts
+of every request added since the last step together (one left-padded batch through the model's
+`prefill`: a burst of requests costs one prefill, not one each), chooses their first tokens from those
+logits and merges their state into the running batch (the model's `merge_states`, seqlab.decode.state).
+Each step feeds every running row its last token through one `model.step`, so the batch holds exactly
+the live rows: no compute on empty ones.
 A row that ends (EOS, a stop string, max_new_tokens or the context) or is removed leaves before the next
 step (`reorder_state` on the rows that stay; the last rows move into the holes).
 
@@ -20,9 +22,9 @@ draws, its own stop strings, all as `generate` makes them for the request alone;
 `seqlab.decode.search.choose`, the one `generate` makes. Rows whose processors read neither the tokens
 nor their number, with equal settings (e.g. every request with the run's default sampling options),
 share one `choose` call: its operations are row by row, so each row gets the numbers it gets alone.
-What rows do share is the model step: a row's logits in a batch equal its logits alone up to float
-rounding (matrix kernels of another batch size, attention over a longer, masked cache; ~1e-6), which
-can change a token only where two are that close.
+What rows do share is the model's prefill and step: a row's logits in a batch equal its logits alone
+up to float rounding (matrix kernels of another batch size, attention over a longer, masked cache;
+~1e-6), which can change a token only where two are that close.
 
 The text of each row comes from a `seqlab.decode.stream.TextPieces`, as `stream` makes it: pieces that
 never split a character, cut right after a stop string. Beam search is not batched: it runs on
@@ -40,7 +42,7 @@ from torch import Tensor
 
 from seqlab.decode.generate import _check_inputs, _fit_context, _model_device, build_processors
 from seqlab.decode.options import GenerationOptions
-from seqlab.decode.prompts import build_prompt_ids
+from seqlab.decode.prompts import build_prompt_ids, left_pad
 from seqlab.decode.search import choose
 from seqlab.decode.stopping import StopStrings
 from seqlab.decode.stream import TextPieces, detokenizer_context
@@ -84,7 +86,7 @@ class Row:
                  max_new_tokens: int, model: Any, tokenizer: Any):
         P = prefix.shape[1]
         self.request_id, self.options, self.max_new_tokens = request_id, options, max_new_tokens
-        self.prompt_tokens = len(prompt_ids)
+        self.prompt_ids = prompt_ids
         self.processors = build_processors(options, P, max_new_tokens, None, tokenizer)
         self.generator = None if options.seed is None else \
             torch.Generator(device=prefix.device).manual_seed(options.seed)
@@ -126,9 +128,8 @@ class Row:
             self.ids[0, self.length] = token
         self.length += 1
         text = self.text.push([token])
-        if self.text.stopped:
-            self.finish_reason = "stop"
-        elif token in self.eos or (self.stop is not None and bool(self.stop(self.ids[:, :self.length]))):
+        if self.text.stopped or token in self.eos or (self.stop is not None
+                                                       and bool(self.stop(self.ids[:, :self.length]))):
             self.finish_reason = "stop"
         elif self.generated == self.max_new_tokens:
             self.finish_reason = "length"
@@ -137,13 +138,7 @@ class Row:
         if not self.text.stopped:
             text += self.text.finish()
         return BatchEvent(self.request_id, token, logprob, text, self.finish_reason,
-                          Usage(self.prompt_tokens, self.generated), sum(self.token_logprobs) / self.generated)
-
-
-class _Joining(NamedTuple):
-    row: Row
-    logits: Tensor  # (1, V) from the prefill
-    state: Any
+                          Usage(len(self.prompt_ids), self.generated), sum(self.token_logprobs) / self.generated)
 
 
 class ContinuousBatch:
@@ -162,12 +157,12 @@ class ContinuousBatch:
         self.device = _model_device(model)
         self.rows: list[Row] = []  # the running rows, in the order of the state's batch
         self.state: Any = None
-        self.joining: list[_Joining] = []  # prefilled, to join at the next step
+        self.joining: list[Row] = []  # added since the last step: they join at the next one
         self.requests: dict[Hashable, Row] = {}  # rows not yet finished or removed
         self._no_ids = torch.zeros(0, 0, dtype=torch.long, device=self.device)
 
     def __len__(self) -> int:
-        """Requests decoding: running, or prefilled and joining at the next step."""
+        """Requests decoding: running, or joining at the next step."""
         return len(self.requests)
 
     @property
@@ -177,10 +172,10 @@ class ContinuousBatch:
     @torch.no_grad()
     def add(self, request_id: Hashable, prompt_ids: Sequence[int], options: GenerationOptions,
             label: str | None = None, top_logprobs: int = 0) -> Row:
-        """Prefill `prompt_ids` (after the label token `<label:L>` when `label` is given) alone; the request
-        joins the batch at the next step, whose events bring its first token (and, with `top_logprobs` k,
-        the k likeliest tokens of each step). Raises SeqlabError for a bad request (beam search, a prompt
-        that fills the context) and BatchFull when there is no free slot."""
+        """A request for `prompt_ids` (after the label token `<label:L>` when `label` is given): it joins the
+        batch at the next step, which prefills it and whose events bring its first token (and, with
+        `top_logprobs` k, the k likeliest tokens of each step). Raises SeqlabError for a bad request (beam
+        search, a prompt that fills the context, bad options) and BatchFull when there is no free slot."""
         if request_id in self.requests:
             raise SeqlabError(f"request {request_id!r} is already in the batch")
         if len(self) >= self.max_batch:
@@ -191,13 +186,12 @@ class ContinuousBatch:
         ids = (build_prompt_ids(self.tokenizer, "", label) if label is not None else []) + list(prompt_ids)
         input_ids, _ = _check_inputs(torch.tensor([ids], dtype=torch.long).view(1, -1), None, self.device)
         max_new_tokens = _fit_context(self.model, len(ids), options.max_new_tokens)
-        logits, state = self.model.prefill(input_ids, None, max_new_tokens)
         prefix = input_ids
         if self.model.is_encoder_decoder:
             prefix = torch.full((1, 1), int(self.model.bos_id), dtype=torch.long, device=self.device)
         row = Row(request_id, options, ids, prefix, max_new_tokens, self.model, self.tokenizer)
         row.top_logprobs = top_logprobs
-        self.joining.append(_Joining(row, logits, state))
+        self.joining.append(row)
         self.requests[request_id] = row
         return row
 
@@ -208,11 +202,12 @@ class ContinuousBatch:
         if row is None:
             return
         row.removed = True
-        self.joining = [j for j in self.joining if j.row is not row]
+        self.joining = [j for j in self.joining if j is not row]
 
     @torch.no_grad()
     def step(self) -> list[BatchEvent]:
-        """One model step over the running rows, the joining rows' first choice: an event per row."""
+        """One model step over the running rows and the joining rows' prefill, then every row's choice: an
+        event per row."""
         self._drop_ended()
         logits = []
         if self.rows:
@@ -222,18 +217,18 @@ class ContinuousBatch:
             step_logits, self.state = self.model.step(tokens, self.state)  # (B, V)
             logits.append(step_logits)
         joining, self.joining = self.joining, []
-        rows = self.rows + [j.row for j in joining]
+        if joining:
+            joining_logits, joining_state = self._prefill(joining)  # (J, V)
+            logits.append(joining_logits)
+        rows = self.rows + joining
         if not rows:
             return []
-        logits += [j.logits for j in joining]
         all_logits = torch.cat(logits) if len(logits) > 1 else logits[0]  # (B, V)
         tokens, logprobs = self._choose(rows, all_logits)
         events = [row.advance(token, logprob) for row, token, logprob in zip(rows, tokens, logprobs, strict=True)]
         self._add_alternatives(rows, all_logits, events)
-        for j in joining:
-            if j.row.finish_reason is None:  # a row that ended at its first token never joins
-                self.state = j.state if self.state is None else self.model.merge_states(self.state, j.state)
-                self.rows.append(j.row)
+        if joining:
+            self._join(joining, joining_state)
         for event in events:
             if event.final:
                 del self.requests[event.request_id]
@@ -275,6 +270,31 @@ class ContinuousBatch:
         values, ids = (t.tolist() for t in log_probs.topk(k, dim=-1))
         for w, i in enumerate(wanted):
             events[i].top_logprobs = list(zip(ids[w], values[w], strict=True))[:rows[i].top_logprobs]
+
+    def _prefill(self, rows: list[Row]) -> tuple[Tensor, Any]:
+        """The rows' prompts in one batch, left-padded, through the model's prefill: logits (J, V), state.
+
+        The cache is sized for the longest prompt and the largest max_new_tokens, within the context: a
+        row that needs more slots than that gets them from `make_room` once the longest prompt's row ends."""
+        if len(rows) == 1:
+            input_ids, mask = torch.tensor([rows[0].prompt_ids], dtype=torch.long), None
+        else:
+            input_ids, mask = left_pad([row.prompt_ids for row in rows], getattr(self.tokenizer, "pad_id", 0))
+        input_ids, mask = _check_inputs(input_ids, mask, self.device)
+        cache_tokens = max(row.max_new_tokens for row in rows)
+        if self.model.max_length is not None and not self.model.is_encoder_decoder:
+            cache_tokens = min(cache_tokens, self.model.max_length - input_ids.shape[1])
+        return self.model.prefill(input_ids, mask, cache_tokens)
+
+    def _join(self, rows: list[Row], state: Any) -> None:
+        """Merge the prefilled rows that go on (not those that ended at their first token) into the batch."""
+        stay = [i for i, row in enumerate(rows) if row.finish_reason is None]
+        if not stay:
+            return
+        if len(stay) < len(rows):
+            state = self.model.reorder_state(state, torch.tensor(stay, dtype=torch.long, device=self.device))
+        self.state = state if self.state is None else self.model.merge_states(self.state, state)
+        self.rows += [rows[i] for i in stay]
 
     def _drop_ended(self) -> None:
         """Rows that ended or were removed leave the state; the last rows move into their places."""
