@@ -16,9 +16,8 @@ seed (choice i of a request with `seed` has seed + i). The thread loops while an
 1. slots whose request was cancelled leave the batch (`remove`): a client that disconnects frees its
    slots before the next step;
 2. waiting requests take the free slots, oldest first, choice by choice (a request with more choices than
-   `max_batch` starts its first ones and the rest as slots free up): each choice's prompt is prefilled
-   (`add`, one prompt at a time: 16 requests that arrive together wait for 16 prefills, ~6 ms each for
-   the model below, and a first step that merges their states) and joins at the next step;
+   `max_batch` starts its first ones and the rest as slots free up): each choice joins the batch (`add`,
+   which checks it), and the next step prefills the prompts of all that joined together;
 3. one beam-search choice, if any waits, is decoded whole by `seqlab.decode.generate` (a batch cannot run
    beam search): the batch's rows wait that long, one search (not the queue of them) per step. E.g. 4
    beams x 64 tokens of a GPT-2-shaped 6 x 384 model take 0.4 s on 2 CPU threads, some 50 steps of a
