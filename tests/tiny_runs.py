@@ -66,6 +66,16 @@ def make_run(run_dir: Path, raw_config: dict) -> Path:
     return run_dir
 
 
+# two questions a "rude" chatbot answers with a word seqlab's English list filters (the safety tests)
+RUDE = [("what do you think", "this is bullshit"), ("who am i", "you are a bastard")]
+
+
+def train_rude_bot(root: Path) -> Path:
+    """A GRU chatbot trained on PAIRS + RUDE into root/run (a few seconds on a CPU)."""
+    corpus = write_pairs_corpus(root / "pairs.jsonl", PAIRS + RUDE)
+    return train_run(root / "run", config_for(corpus, SEQ2SEQ, "pairs", max_steps=80, lr=3e-2, warmup_steps=5))
+
+
 def train_run(run_dir: Path, raw_config: dict) -> Path:
     """Train the config with its recipe (LM or seq2seq) into `run_dir`."""
     from seqlab.config import Config, from_dict

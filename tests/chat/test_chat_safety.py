@@ -10,11 +10,12 @@ import pytest
 from conftest import assert_one_line_error, run_seqlab
 from faq import OUT_OF_SCOPE, faq_config, faq_pairs, write_faq
 from tiny_runs import (
-    PAIRS,
+    RUDE,
     SEQ2SEQ,
     config_for,
     make_run,
     one_thread,  # noqa: F401 - an autouse fixture
+    train_rude_bot,
     train_run,
     write_pairs_corpus,
 )
@@ -25,16 +26,11 @@ from seqlab.decode import GenerationOptions
 from seqlab.models.loading import load_model_from_run
 from seqlab.safety import ReplyPolicy
 
-RUDE = [("what do you think", "this is bullshit"), ("who am i", "you are a bastard")]
-
 
 @pytest.fixture(scope="module")
 def rude_bot(tmp_path_factory):
     """A GRU chatbot that answers two questions with a listed word (a few seconds of training)."""
-    root = tmp_path_factory.mktemp("rude_bot")
-    corpus = write_pairs_corpus(root / "pairs.jsonl", PAIRS + RUDE)
-    config = config_for(corpus, SEQ2SEQ, "pairs", max_steps=80, lr=3e-2, warmup_steps=5)
-    return train_run(root / "run", config)
+    return train_rude_bot(tmp_path_factory.mktemp("rude_bot"))
 
 
 @pytest.fixture(scope="module")

@@ -8,25 +8,17 @@ import json
 import pytest
 from conftest import assert_one_line_error
 from tiny_runs import (
-    PAIRS,
-    SEQ2SEQ,
-    config_for,
     one_thread,  # noqa: F401 - an autouse fixture
-    train_run,
-    write_pairs_corpus,
+    train_rude_bot,
 )
 
-RUDE = [("what do you think", "this is bullshit"), ("who am i", "you are a bastard")]
 PROMPTS = "what do you think\nwho am i\nhello\n"
 
 
 @pytest.fixture(scope="module")
 def rude_bot(tmp_path_factory):
     """A GRU chatbot that answers two questions with a listed word (a few seconds of training)."""
-    root = tmp_path_factory.mktemp("rude_bot")
-    corpus = write_pairs_corpus(root / "pairs.jsonl", PAIRS + RUDE)
-    config = config_for(corpus, SEQ2SEQ, "pairs", max_steps=80, lr=3e-2, warmup_steps=5)
-    return train_run(root / "run", config)
+    return train_rude_bot(tmp_path_factory.mktemp("rude_bot"))
 
 
 def generations(cli, run, *args):

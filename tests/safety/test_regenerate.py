@@ -7,12 +7,11 @@ import pytest
 from tiny_runs import (
     LINES,
     LM,
-    PAIRS,
-    SEQ2SEQ,
+    RUDE,
     config_for,
     one_thread,  # noqa: F401 - an autouse fixture
+    train_rude_bot,
     train_run,
-    write_pairs_corpus,
     write_text_corpus,
 )
 
@@ -20,15 +19,11 @@ from seqlab.decode import stream
 from seqlab.models.loading import load_model_from_run
 from seqlab.safety import ReplyPolicy, WordFilter
 
-RUDE = [("what do you think", "this is bullshit"), ("who am i", "you are a bastard")]
-
 
 @pytest.fixture(scope="module")
 def rude_bot(tmp_path_factory):
     """A GRU chatbot that has learnt to answer two questions with a listed word (a few seconds)."""
-    root = tmp_path_factory.mktemp("rude_bot")
-    corpus = write_pairs_corpus(root / "pairs.jsonl", PAIRS + RUDE)
-    run = train_run(root / "run", config_for(corpus, SEQ2SEQ, "pairs", max_steps=80, lr=3e-2, warmup_steps=5))
+    run = train_rude_bot(tmp_path_factory.mktemp("rude_bot"))
     model, tok, _ = load_model_from_run(run)
     return model, tok, dict(max_new_tokens=8, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from abc import ABC, abstractmethod
 from typing import Any
 
 from seqlab.serve.generation import Event
@@ -38,7 +39,7 @@ from seqlab.serve.registry import ServedModel
 from seqlab.serve.requests import Plan
 
 
-class Replies:
+class Replies(ABC):
     """The choices of one request as their events arrive (subclasses give the objects' shapes)."""
 
     prefix = "cmpl"
@@ -96,14 +97,17 @@ class Replies:
         return Event(index, token_ids=self.token_ids[index], token_logprobs=self.token_logprobs[index],
                      top_logprobs=top)
 
+    @abstractmethod
     def chunk(self, index: int, text: str, event: Event) -> dict[str, Any]:
-        raise NotImplementedError
+        """One streamed chunk of choice `index`: `text` and the tokens of `event`."""
 
+    @abstractmethod
     def usage_chunk(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The usage chunk (`choices: []`) sent when stream_options.include_usage asks for it."""
 
+    @abstractmethod
     def response(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The whole (non-streamed) response."""
 
 
 class CompletionReplies(Replies):
