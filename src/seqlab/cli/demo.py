@@ -332,8 +332,9 @@ def where_next(out_dir: Path) -> str:
             ("more Shakespeare", f"seqlab generate {out_dir / 'demo-shakespeare-char'} -p 'JULIET.' --do-sample "
              "--top-p 0.9"),
             ("score a run", f"seqlab eval {out_dir / 'demo-chatbot'}   (--help: splits, decoding)"),
-            ("read", "docs/demo.md, docs/seq2seq-and-chat.md, docs/decoding.md"),
-            ("serve a run over HTTP", "not built yet (no `seqlab serve` command)")]
+            ("serve a run over HTTP", f"seqlab serve {out_dir / 'demo-chatbot'} {out_dir / 'demo-shakespeare-char'}"
+             "   (API and chat page: http://127.0.0.1:8000/)"),
+            ("read", "docs/demo.md, docs/seq2seq-and-chat.md, docs/decoding.md, docs/serve.md, docs/safety.md")]
     return "\n".join(["Where next"] + [f"  {what + ':':23s}{how}" for what, how in rows])
 
 
