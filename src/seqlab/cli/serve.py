@@ -10,6 +10,8 @@ import typer
 from seqlab.cli.options import DeviceOpt
 from seqlab.errors import SeqlabError
 
+KEEP_ALIVE_S = 75  # seconds an idle HTTP/1.1 connection stays open (nginx's default)
+
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
@@ -51,7 +53,10 @@ def serve(
     models = load_models(runs, device=device, checkpoint=checkpoint, max_batch=max_batch, max_queue=max_queue,
                          compile_step=compile_step)
     app = create_app(models, api_key=api_key or None)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    # keep-alive longer than clients' own (httpx, and so the openai client, drop idle connections after 5 s):
+    # with equal timeouts a client may send its next request on a connection the server is just closing
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                            timeout_keep_alive=KEEP_ALIVE_S)
     bound_host, bound_port = listener.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     key = "; API key required" if api_key else ""
