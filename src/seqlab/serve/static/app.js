@@ -70,15 +70,17 @@ async function* sseData(response) {
 // Show `text` in `bubble` at the next frame: a fast model sends far more pieces than a screen shows.
 let shown = null;            // [bubble, text] for the next frame
 function show(bubble, text) {
-  if (shown === null) {
-    requestAnimationFrame(() => {
-      const [target, latest] = shown;
-      shown = null;
-      target.textContent = latest;
-      target.scrollIntoView({ block: "end" });
-    });
-  }
+  if (shown === null) requestAnimationFrame(flush);
   shown = [bubble, text];
+}
+
+// Show what is pending now (at the frame, or at once when a reply ends: its last text must not wait).
+function flush() {
+  if (shown === null) return;
+  const [target, latest] = shown;
+  shown = null;
+  target.textContent = latest;
+  target.scrollIntoView({ block: "end" });
 }
 
 function number(id) {
@@ -124,8 +126,8 @@ async function send(text) {
       setStatus(error.message);
     }
   } finally {
+    if (reply) { show(bubble, reply); flush(); }   // the whole reply is on screen before it is marked done
     bubble.classList.remove("streaming");
-    if (reply) show(bubble, reply);
     if (reply) conversation.push({ role: "assistant", content: reply });
     else conversation.pop();      // nothing came back: the turn is forgotten, so the next one starts clean
     controller = null;
