@@ -86,6 +86,10 @@ class ModelConfig:
         "position encoding (Transformer; rotary for LMs, sinusoidal for seq2seq_transformer)", "learned")
     activation: Literal["gelu", "gelu_new", "relu"] = _help("MLP activation (Transformer; GPT-2 uses gelu_new)", "gelu")
     bias: bool = _help("biases in linear layers and LayerNorms (Transformer)", True)
+    head_dim: int | None = _help("width of one attention head (Transformer; null = n_embd / n_head); set when "
+                                 "`seqlab prune --structured heads` removed heads, so n_head * head_dim < n_embd", None)
+    mlp_width: int | None = _help("hidden width of each MLP (Transformer; null = 4 * n_embd); set when "
+                                  "`seqlab prune --structured neurons` removed hidden units", None)
     # RNN
     cell: Literal["rnn", "lstm", "gru"] = _help("recurrent cell (RNN models)", "lstm")
     hidden_size: int = _help("recurrent hidden size (RNN models)", 256)
@@ -101,7 +105,10 @@ class ModelConfig:
         _positive(self, "n_layer", "n_embd", "context_length", "n_head", "hidden_size")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        if self.arch in ("transformer_lm", "seq2seq_transformer") and self.n_embd % self.n_head:
+        for name in ("head_dim", "mlp_width"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
+        if self.arch in ("transformer_lm", "seq2seq_transformer") and self.head_dim is None and self.n_embd % self.n_head:
             raise ConfigError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
 
 

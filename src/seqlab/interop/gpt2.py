@@ -97,6 +97,10 @@ def _check_gpt2_shaped(model: Any) -> None:
     if not model.tie_embeddings:
         problems.append("its embeddings are untied (GPT-2 ties the input embedding and the output layer)")
         fixes.append("model.tie_embeddings=true")
+    if model.n_head * model.head_dim != model.n_embd or model.mlp_width != 4 * model.n_embd:
+        raise SeqlabError(f"this model was pruned (attention width {model.n_head * model.head_dim}, MLP width "
+                          f"{model.mlp_width}, model width {model.n_embd}); GPT-2 needs n_head * head size = n_embd and "
+                          "an MLP of 4 * n_embd: export the run it was pruned from, or prune without --structured")
     if problems:
         raise SeqlabError(f"this model does not have GPT-2's architecture: {'; '.join(problems)}; a run trained "
                           f"with {' '.join('--set ' + fix for fix in fixes)} can be exported")

@@ -112,10 +112,19 @@ def _layer_norm(c: Any) -> int:
     return c.n_embd * (2 if c.bias else 1)
 
 
+def _widths(c: Any) -> tuple[int, int, int]:
+    """A Transformer's head width, attention inner width (n_head * head width) and MLP hidden width."""
+    head_dim = c.n_embd // c.n_head if c.head_dim is None else c.head_dim
+    return head_dim, c.n_head * head_dim, 4 * c.n_embd if c.mlp_width is None else c.mlp_width
+
+
 def _transformer_lm(c: Any, vocab: int, _: int) -> int:
     C, bias = c.n_embd, int(c.bias)
-    block = 12 * C * C + 9 * bias * C + 2 * _layer_norm(c)  # qkv, proj, MLP up (4C) and down, two LayerNorms
-    positions = c.context_length * C if c.positions == "learned" else (C // c.n_head) // 2  # table | inv_freq
+    head_dim, A, M = _widths(c)
+    attention = 4 * C * A + bias * (3 * A + C)  # qkv (C -> 3A), proj (A -> C)
+    mlp = 2 * C * M + bias * (M + C)  # up (C -> M), down (M -> C)
+    block = attention + mlp + 2 * _layer_norm(c)
+    positions = c.context_length * C if c.positions == "learned" else head_dim // 2  # table | inv_freq
     head = 0 if c.tie_embeddings else vocab * C
     return vocab * C + positions + c.n_layer * block + _layer_norm(c) + head
 
@@ -153,8 +162,9 @@ def _seq2seq_rnn(c: Any, vocab: int, src_vocab: int) -> int:
 
 def _seq2seq_transformer(c: Any, vocab: int, src_vocab: int) -> int:
     C, bias = c.n_embd, int(c.bias)
-    attention = 4 * C * C + 4 * bias * C  # q, kv (2C), proj
-    mlp = 8 * C * C + 5 * bias * C
+    _, A, M = _widths(c)
+    attention = 4 * C * A + bias * (3 * A + C)  # q (C -> A), kv (C -> 2A), proj (A -> C)
+    mlp = 2 * C * M + bias * (M + C)
     encoder = attention + mlp + 2 * _layer_norm(c)
     decoder = 2 * attention + mlp + 3 * _layer_norm(c)
     embeddings = src_vocab * C + (0 if c.share_embeddings else vocab * C)

@@ -5,6 +5,10 @@
                     y = y + CrossAttn(LN(y), memory = LN_enc(x), mask = source padding)
                     y = y + MLP(LN(y))
     Attn(Q, K, V) = softmax(Q K^T / sqrt(d_head) + M) V     (torch's scaled_dot_product_attention)
+    MLP(x) = act(x W_up) W_down                              hidden width 4 d (or fewer, neuron-pruned)
+
+Every attention has n_head heads of width d_head (default d / n_head; head-pruned models keep d_head with
+fewer heads, so the attention's inner width n_head * d_head is below d).
     p(y_t | y_<t, x) = softmax(W_o LN_dec(y_t))              W_o tied to the target embedding when asked
 
 Positions are learned tables or fixed sinusoids PE(p, 2i) = sin(p / 10000^(2i/d)), PE(p, 2i+1) = cos(...);
@@ -45,18 +49,19 @@ def sinusoids(length: int, dim: int) -> Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head attention of queries x (B, T, C) over keys/values from `source` (B, S, C)."""
+    """Multi-head attention of queries x (B, T, C) over keys/values from `source` (B, S, C), through
+    n_head heads of width head_dim (inner width A = n_head * head_dim)."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool):
+    def __init__(self, n_embd: int, n_head: int, head_dim: int, dropout: float, bias: bool):
         super().__init__()
-        self.n_head, self.dropout = n_head, dropout
-        self.q = Linear(n_embd, n_embd, bias=bias)
-        self.kv = Linear(n_embd, 2 * n_embd, bias=bias)
-        self.proj = Linear(n_embd, n_embd, bias=bias)
+        self.n_head, self.head_dim, self.dropout = n_head, head_dim, dropout
+        self.q = Linear(n_embd, n_head * head_dim, bias=bias)
+        self.kv = Linear(n_embd, 2 * n_head * head_dim, bias=bias)
+        self.proj = Linear(n_head * head_dim, n_embd, bias=bias)
 
     def heads(self, x: Tensor) -> Tensor:
-        B, T, C = x.shape
-        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        B, T, _ = x.shape  # (B, T, A)
+        return x.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
 
     def keys_values(self, source: Tensor) -> tuple[Tensor, Tensor]:
         k, v = self.kv(source).chunk(2, dim=-1)
@@ -81,21 +86,22 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, n_embd: int, activation: str, dropout: float, bias: bool):
+    def __init__(self, n_embd: int, width: int, activation: str, dropout: float, bias: bool):
         super().__init__()
-        self.up, self.act = Linear(n_embd, 4 * n_embd, bias=bias), ACTIVATIONS[activation]
-        self.down, self.drop = Linear(4 * n_embd, n_embd, bias=bias), nn.Dropout(dropout)
+        self.up, self.act = Linear(n_embd, width, bias=bias), ACTIVATIONS[activation]
+        self.down, self.drop = Linear(width, n_embd, bias=bias), nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.down(self.act(self.up(x))))
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, activation: str, dropout: float, bias: bool):
+    def __init__(self, n_embd: int, n_head: int, head_dim: int, mlp_width: int, activation: str, dropout: float,
+                 bias: bool):
         super().__init__()
         self.ln_1, self.ln_2 = nn.LayerNorm(n_embd, bias=bias), nn.LayerNorm(n_embd, bias=bias)
-        self.attn = Attention(n_embd, n_head, dropout, bias)
-        self.mlp, self.drop = MLP(n_embd, activation, dropout, bias), nn.Dropout(dropout)
+        self.attn = Attention(n_embd, n_head, head_dim, dropout, bias)
+        self.mlp, self.drop = MLP(n_embd, mlp_width, activation, dropout, bias), nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.ln_1(x)
@@ -104,12 +110,13 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, activation: str, dropout: float, bias: bool):
+    def __init__(self, n_embd: int, n_head: int, head_dim: int, mlp_width: int, activation: str, dropout: float,
+                 bias: bool):
         super().__init__()
         self.ln_1, self.ln_2, self.ln_3 = (nn.LayerNorm(n_embd, bias=bias) for _ in range(3))
-        self.self_attn = Attention(n_embd, n_head, dropout, bias)
-        self.cross_attn = Attention(n_embd, n_head, dropout, bias)
-        self.mlp, self.drop = MLP(n_embd, activation, dropout, bias), nn.Dropout(dropout)
+        self.self_attn = Attention(n_embd, n_head, head_dim, dropout, bias)
+        self.cross_attn = Attention(n_embd, n_head, head_dim, dropout, bias)
+        self.mlp, self.drop = MLP(n_embd, mlp_width, activation, dropout, bias), nn.Dropout(dropout)
 
     def forward(self, y: Tensor, self_kv: tuple[Tensor, Tensor], self_mask: Tensor | None, causal: bool,
                 cross_kv: tuple[Tensor, Tensor], cross_mask: Tensor, need_weights: bool = False
@@ -136,7 +143,9 @@ class Seq2SeqTransformer(nn.Module):
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, *, n_layer: int = 3, n_head: int = 4,
                  n_embd: int = 128, context_length: int = 256, dropout: float = 0.0, positions: str = "learned",
                  activation: str = "gelu", bias: bool = True, share_embeddings: bool = True,
-                 tie_embeddings: bool = True, pad_id: int = 0, bos_id: int = 2, eos_id: int = 3):
+                 tie_embeddings: bool = True, pad_id: int = 0, bos_id: int = 2, eos_id: int = 3,
+                 head_dim: int | None = None, mlp_width: int | None = None):
+        """`head_dim` None is n_embd / n_head, `mlp_width` None is 4 * n_embd; pruned models give them."""
         super().__init__()
         if positions not in ("learned", "sinusoidal"):
             raise ValueError(f"positions must be learned or sinusoidal, got {positions!r}")
@@ -154,8 +163,12 @@ class Seq2SeqTransformer(nn.Module):
             self.register_buffer("pos_table", sinusoids(context_length, n_embd), persistent=False)
             self.embed_scale = math.sqrt(n_embd)
         self.drop = nn.Dropout(dropout)
-        self.encoder = nn.ModuleList(EncoderLayer(n_embd, n_head, activation, dropout, bias) for _ in range(n_layer))
-        self.decoder = nn.ModuleList(DecoderLayer(n_embd, n_head, activation, dropout, bias) for _ in range(n_layer))
+        head_dim = n_embd // n_head if head_dim is None else head_dim
+        mlp_width = 4 * n_embd if mlp_width is None else mlp_width
+        self.encoder = nn.ModuleList(EncoderLayer(n_embd, n_head, head_dim, mlp_width, activation, dropout, bias)
+                                     for _ in range(n_layer))
+        self.decoder = nn.ModuleList(DecoderLayer(n_embd, n_head, head_dim, mlp_width, activation, dropout, bias)
+                                     for _ in range(n_layer))
         self.ln_enc, self.ln_dec = nn.LayerNorm(n_embd, bias=bias), nn.LayerNorm(n_embd, bias=bias)
         self.lm_head = Linear(n_embd, tgt_vocab_size, bias=False)
         if tie_embeddings:
@@ -311,4 +324,5 @@ def build_seq2seq_transformer(cfg: ModelConfig, vocab_size: int, *, pad_id: int,
     return Seq2SeqTransformer(src_vocab_size, vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                               context_length=cfg.context_length, dropout=cfg.dropout, positions=cfg.positions,
                               activation=cfg.activation, bias=cfg.bias, share_embeddings=cfg.share_embeddings,
-                              tie_embeddings=cfg.tie_embeddings, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
+                              tie_embeddings=cfg.tie_embeddings, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id,
+                              head_dim=cfg.head_dim, mlp_width=cfg.mlp_width)

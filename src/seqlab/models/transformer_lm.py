@@ -7,6 +7,9 @@
     Attn(x) = concat_h softmax(Q_h K_h^T / sqrt(hs) + M) V_h  W_proj,   [Q K V] = x W_qkv
     MLP(x)  = act(x W_fc) W_proj,   act = gelu | gelu_new (GPT-2's tanh approximation) | relu
 
+with nh heads of width hs (default C / nh; head-pruned models keep hs and have fewer heads, so the
+attention's inner width nh * hs is below C) and an MLP hidden width of 4C (or fewer, neuron-pruned).
+
 M is the causal mask (plus padding, when decoding left-padded prompts); with rotary positions Q and
 K are rotated by position (seqlab.modules.rotary) instead of adding P. Attention runs through
 `F.scaled_dot_product_attention` (flash kernels on GPU), or through the `attention` a caller of `step`
@@ -44,18 +47,18 @@ Attention = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # (q, k, v, bool
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, layer_idx: int):
+    def __init__(self, n_embd: int, n_head: int, head_dim: int, dropout: float, bias: bool, layer_idx: int):
         super().__init__()
-        self.n_head, self.dropout, self.layer_idx = n_head, dropout, layer_idx
-        self.c_attn = Linear(n_embd, 3 * n_embd, bias=bias)
-        self.c_proj = Linear(n_embd, n_embd, bias=bias)
+        self.n_head, self.head_dim, self.dropout, self.layer_idx = n_head, head_dim, dropout, layer_idx
+        self.c_attn = Linear(n_embd, 3 * n_head * head_dim, bias=bias)
+        self.c_proj = Linear(n_head * head_dim, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
                 cache: StaticKVCache | None, slots: Tensor | None, attention: Attention | None = None) -> Tensor:
         """x (B, T, C); mask None = plain causal, else bool (B, 1, T, S') over the first S' <= S cache slots."""
-        B, T, C = x.shape
-        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head)  # (B, T, 3, nh, hs)
+        B, T, _ = x.shape
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)  # (B, T, 3, nh, hs)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
@@ -68,18 +71,18 @@ class CausalSelfAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                                dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)  # (B, T, nh * hs)
         return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
-    def __init__(self, n_embd: int, dropout: float, bias: bool, activation: str):
+    def __init__(self, n_embd: int, width: int, dropout: float, bias: bool, activation: str):
         super().__init__()
-        self.c_fc = Linear(n_embd, 4 * n_embd, bias=bias)
+        self.c_fc = Linear(n_embd, width, bias=bias)
         if activation not in ACTIVATIONS:
             raise SeqlabError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         self.activation = activation
-        self.c_proj = Linear(4 * n_embd, n_embd, bias=bias)
+        self.c_proj = Linear(width, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -87,12 +90,13 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, activation: str, layer_idx: int):
+    def __init__(self, n_embd: int, n_head: int, head_dim: int, mlp_width: int, dropout: float, bias: bool,
+                 activation: str, layer_idx: int):
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd, eps=1e-5, bias=bias)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, layer_idx)
+        self.attn = CausalSelfAttention(n_embd, n_head, head_dim, dropout, bias, layer_idx)
         self.ln_2 = nn.LayerNorm(n_embd, eps=1e-5, bias=bias)
-        self.mlp = MLP(n_embd, dropout, bias, activation)
+        self.mlp = MLP(n_embd, mlp_width, dropout, bias, activation)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
                 cache: StaticKVCache | None, slots: Tensor | None, attention: Attention | None = None) -> Tensor:
@@ -114,7 +118,8 @@ class TransformerLM(nn.Module):
     """GPT-style Transformer LM; see the module docstring for the equations and the forward contract.
 
     `max_length` is `context_length` for both position kinds (rotary could go further, but the model
-    has only been trained on this many positions).
+    has only been trained on this many positions). `head_dim` None is n_embd / n_head and `mlp_width`
+    None is 4 * n_embd (GPT-2's shapes); pruned models give them explicitly.
     """
 
     is_encoder_decoder = False
@@ -122,24 +127,28 @@ class TransformerLM(nn.Module):
 
     def __init__(self, vocab_size: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
                  context_length: int = 256, dropout: float = 0.0, positions: str = "learned",
-                 activation: str = "gelu", bias: bool = True, tie_embeddings: bool = True):
+                 activation: str = "gelu", bias: bool = True, tie_embeddings: bool = True,
+                 head_dim: int | None = None, mlp_width: int | None = None):
         super().__init__()
         if positions not in POSITIONS:
             raise SeqlabError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
-        if n_embd % n_head:
+        if head_dim is None and n_embd % n_head:
             raise SeqlabError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
         self.vocab_size, self.n_layer, self.n_head, self.n_embd = vocab_size, n_layer, n_head, n_embd
+        self.head_dim = n_embd // n_head if head_dim is None else head_dim
+        self.mlp_width = 4 * n_embd if mlp_width is None else mlp_width
         self.context_length = self.max_length = context_length
         self.dropout, self.positions, self.activation, self.bias = dropout, positions, activation, bias
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(vocab_size, n_embd),
             drop=nn.Dropout(dropout),
-            h=nn.ModuleList(Block(n_embd, n_head, dropout, bias, activation, i) for i in range(n_layer)),
+            h=nn.ModuleList(Block(n_embd, n_head, self.head_dim, self.mlp_width, dropout, bias, activation, i)
+                            for i in range(n_layer)),
             ln_f=nn.LayerNorm(n_embd, eps=1e-5, bias=bias),
         ))
         if positions == "learned":
             self.transformer["wpe"] = nn.Embedding(context_length, n_embd)
-        self.rotary = RotaryEmbedding(n_embd // n_head) if positions == "rotary" else None
+        self.rotary = RotaryEmbedding(self.head_dim) if positions == "rotary" else None
         self.lm_head = Linear(n_embd, vocab_size, bias=False)
         self.apply(gpt2_init)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 n_layer)
@@ -270,4 +279,5 @@ def build_transformer_lm(cfg: ModelConfig, vocab_size: int, **extra: int) -> Tra
         raise ConfigError(f"transformer_lm: model.positions must be one of {', '.join(POSITIONS)}, got {cfg.positions!r}")
     return TransformerLM(vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                          context_length=cfg.context_length, dropout=cfg.dropout, positions=cfg.positions,
-                         activation=cfg.activation, bias=cfg.bias, tie_embeddings=cfg.tie_embeddings)
+                         activation=cfg.activation, bias=cfg.bias, tie_embeddings=cfg.tie_embeddings,
+                         head_dim=cfg.head_dim, mlp_width=cfg.mlp_width)

@@ -19,7 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from seqlab.config import Config
+from seqlab.config import Config, describe_keys
 from seqlab.data.corpora import _looks_like_path, is_builtin_name, load_corpus
 from seqlab.errors import SeqlabError
 from seqlab.io import read_json, write_json
@@ -109,10 +109,13 @@ def check_fingerprint(run: RunDir, cfg: Config) -> None:
 
 
 def _config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys whose values differ; a key the old fingerprint lacks (added to seqlab after the run started)
+    counts as its default, as the run's config.yaml reads it."""
     missing = object()
+    added = {key: default for key, _, default, _ in describe_keys()}
     keys = sorted(set(old) | set(new))
     return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in keys
-            if old.get(k, missing) != new.get(k, missing)]
+            if old.get(k, added.get(k, missing)) != new.get(k, missing)]
 
 
 def _file_changes(records: list[dict[str, Any]], cfg: Config) -> list[str]:
