@@ -1,6 +1,7 @@
 """Typed configuration, grouped by concern, stored as YAML and overridable from the command line.
 
-A config file has sections — `data`, `model`, `train`, `decode`, `safety`, `chat` — plus a top-level `seed`:
+A config file has sections — `data`, `model`, `train`, `decode`, `safety`, `chat`, `distill` — plus a
+top-level `seed`:
 
     data:  {corpus: tinyshakespeare, tokenizer: char, split: contiguous}
     model: {arch: transformer_lm, n_layer: 6, n_head: 6, n_embd: 384, context_length: 256}
@@ -222,6 +223,31 @@ class ChatConfig:
 
 
 @dataclass
+class DistillConfig:
+    teacher: str | None = _help("knowledge distillation: the teacher's run directory (null = ordinary training; "
+                                "`seqlab distill` sets it); it must share this run's tokenizer", None)
+    kind: Literal["word", "sequence"] = _help(
+        "word: match the teacher's temperature-softened next-token distributions, mixed with the data's "
+        "cross-entropy (Hinton et al. 2015); sequence: train on the teacher's own outputs (Kim & Rush 2016)", "word")
+    alpha: float = _help("word-level KD: the weight of the teacher's soft targets, in [0, 1] (1 - alpha on the "
+                         "data's hard targets)", 0.5)
+    temperature: float = _help("word-level KD: the softmax temperature T > 0 of both models' soft targets "
+                               "(the KL term is scaled by T^2)", 2.0)
+    num_beams: int = _help("sequence-level KD: the teacher's beam width (1 = greedy) for seq2seq targets and for "
+                           "language-model continuations", 4)
+    prefix_length: int = _help("sequence-level KD, language models: tokens of training text each teacher "
+                               "continuation starts from (the rest of the window is the teacher's)", 32)
+
+    def __post_init__(self) -> None:
+        _representable(self)
+        _positive(self, "num_beams", "prefix_length")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"distill.alpha must be in [0, 1] (the soft targets' weight), got {self.alpha}")
+        if self.temperature <= 0:
+            raise ConfigError(f"distill.temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -229,6 +255,7 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     seed: int = 1337
 
     def __post_init__(self) -> None:
@@ -276,7 +303,8 @@ def _positive(obj: Any, *names: str) -> None:
 
 
 _SECTION_OF = {"DataConfig": "data.", "ModelConfig": "model.", "TrainConfig": "train.", "DecodeConfig": "decode.",
-               "SafetyConfig": "safety.", "FallbackConfig": "chat.fallback."}
+               "SafetyConfig": "safety.", "FallbackConfig": "chat.fallback.",
+               "DistillConfig": "distill."}
 
 
 # ----------------------------------------------------------------------------- loading

@@ -5,6 +5,8 @@
 
 `train_lm(config, run_dir)` is what `seqlab train` runs; `train_lm(..., resume=True)` continues a
 run from its last checkpoint exactly (model, optimizer, scheduler, RNG and data position).
+With `distill.teacher` set the model is a distilled student (seqlab.train.distill: word-level KD's loss,
+or sequence-level KD's train stream).
 Under `torchrun` each rank trains on its slice of every global batch (see `batches.py`).
 """
 
@@ -27,6 +29,7 @@ from seqlab.errors import SeqlabError
 from seqlab.eval.perplexity import lm_nll
 from seqlab.models import build_model
 from seqlab.runs import RunDir
+from seqlab.train import distill
 from seqlab.train.batches import WindowSampler
 from seqlab.train.distributed import (
     DistInfo,
@@ -48,6 +51,7 @@ class LMSetup(RecipeSetup):
 
     val_ids: torch.Tensor
     sampler: WindowSampler
+    teacher: torch.nn.Module | None = None  # word-level KD's frozen teacher (seqlab.train.distill)
 
 
 def train_lm(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False,
@@ -78,11 +82,16 @@ def build_setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, 
     start_run(run, cfg, tokenizer, info, device, resume, init_from)
     raw_model = build_model(cfg.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                             eos_id=tokenizer.eos_id).to(device)
-    sampler = WindowSampler(data.splits["train"].ids.to(device), cfg.model.context_length, cfg.train.batch_size,
+    train_ids, teacher = data.splits["train"].ids, distill.load_teacher(cfg, run, tokenizer, info, device, resume)
+    if teacher is not None and cfg.distill.kind == "sequence":  # the teacher's text replaces the train split's
+        train_ids = distill.distilled_lm_stream(cfg, run, teacher.model, train_ids, tokenizer, info, device)
+        teacher = None  # it is done teaching
+    sampler = WindowSampler(train_ids.to(device), cfg.model.context_length, cfg.train.batch_size,
                             cfg.train.grad_accum, cfg.seed, info.rank, info.world_size)
     common = build_recipe_setup(cfg, run, info, device, tokenizer, raw_model, resume, "sampler", sampler,
                                 init_from)
-    return LMSetup(**vars(common), val_ids=data.splits["val"].ids, sampler=sampler)
+    return LMSetup(**vars(common), val_ids=data.splits["val"].ids, sampler=sampler,
+                   teacher=None if teacher is None else teacher.model)
 
 
 def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -100,7 +109,8 @@ def fit(setup: LMSetup) -> dict[str, Any]:
     def evaluate(step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:
         return evaluate_and_checkpoint(setup, step, metrics, bar)
 
-    return run_loop(setup, RecipeHooks(next_batches, lambda step: lm_loss, evaluate, lambda: _extras(setup)))
+    loss = lm_loss if setup.teacher is None else distill.lm_word_loss(setup.teacher, setup.cfg.distill)
+    return run_loop(setup, RecipeHooks(next_batches, lambda step: loss, evaluate, lambda: _extras(setup)))
 
 
 def evaluate_and_checkpoint(setup: LMSetup, step: int, metrics: MetricsWriter, bar: TrainProgress) -> float:

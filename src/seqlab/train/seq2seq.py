@@ -8,6 +8,7 @@
 Batches are bucketed by length (`pair_batches.py`). With `train.scheduled_sampling = k` (seq2seq_rnn only)
 the teacher-forcing probability at step s is max(0, 1 - k s) (Bengio et al. 2015, linear decay).
 Optimizer, schedule, checkpoints, exact resume, metrics, progress and DDP are the LM recipe's pieces.
+With `distill.teacher` set the model is a distilled student (seqlab.train.distill).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from seqlab.errors import ConfigError, SeqlabError
 from seqlab.io import write_json
 from seqlab.models import build_model
 from seqlab.runs import RunDir
+from seqlab.train import distill
 from seqlab.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -54,6 +56,7 @@ class Seq2SeqSetup(RecipeSetup):
     val_pairs: list[Pair]
     val_texts: list[tuple[str, str]] | None  # the val pairs' own text (source, target), shown with the samples
     batcher: PairBatcher
+    teacher: torch.nn.Module | None = None  # word-level KD's frozen teacher (seqlab.train.distill)
 
 
 def train_seq2seq(cfg: Config, run_dir: str | Path, device_name: str = "auto", resume: bool = False,
@@ -84,6 +87,13 @@ def build_setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, 
                             eos_id=tokenizer.eos_id).to(device)
     limit = raw_model.max_length  # Transformer: source and BOS + target positions; RNN: None
     train_pairs, val_pairs = (fit_lengths(data.splits[side].pairs, limit) for side in ("train", "val"))
+    teacher = distill.load_teacher(cfg, run, tokenizer, info, device, resume)
+    if teacher is not None:
+        train_pairs = distill.fit_teacher_lengths(train_pairs, teacher.model)  # a teacher of fewer positions
+        if cfg.distill.kind == "sequence":  # the teacher's replies replace the targets; it is done teaching
+            train_pairs = distill.distilled_pairs(cfg, run, teacher.model, teacher.config, train_pairs, limit,
+                                                  tokenizer, info, device)
+            teacher = None
     if info.is_main:
         report_pairs(run, data, train_pairs)
     batcher = PairBatcher(train_pairs, cfg.train.batch_size, cfg.train.grad_accum, cfg.seed, info.rank,
@@ -91,7 +101,8 @@ def build_setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.device, 
     common = build_recipe_setup(cfg, run, info, device, tokenizer, raw_model, resume, "batcher", batcher,
                                 init_from)
     return Seq2SeqSetup(**vars(common), train_pairs=train_pairs, val_pairs=val_pairs,
-                        val_texts=data.splits["val"].texts, batcher=batcher)
+                        val_texts=data.splits["val"].texts, batcher=batcher,
+                        teacher=None if teacher is None else teacher.model)
 
 
 def fit_lengths(pairs: list[Pair] | None, limit: int | None) -> list[Pair]:
@@ -135,19 +146,22 @@ def fit(setup: Seq2SeqSetup) -> dict[str, Any]:
     def log_fields(step: int) -> dict[str, Any]:
         return {"teacher_forcing": teacher_forcing(setup.cfg.train.scheduled_sampling, step)}
 
-    return run_loop(setup, RecipeHooks(next_batches, lambda step: _loss_fn(setup.cfg, step), evaluate,
-                                       lambda: _extras(setup), log_fields))
+    return run_loop(setup, RecipeHooks(next_batches, lambda step: _loss_fn(setup.cfg, step, setup.teacher),
+                                       evaluate, lambda: _extras(setup), log_fields))
 
 
 def _to_device(setup: Seq2SeqSetup, batch: Batch) -> Batch:
     return tuple(x.to(setup.device, non_blocking=True) for x in batch)  # type: ignore[return-value]
 
 
-def _loss_fn(cfg: Config, step: int):
-    """The micro-batch loss at optimizer step `step` (the RNN decoder gets its teacher-forcing probability)."""
+def _loss_fn(cfg: Config, step: int, teacher: torch.nn.Module | None = None):
+    """The micro-batch loss at optimizer step `step` (the RNN decoder gets its teacher-forcing probability;
+    with a `teacher`, word-level KD's loss)."""
     extra = {}
     if cfg.train.scheduled_sampling > 0:
         extra["teacher_forcing"] = teacher_forcing(cfg.train.scheduled_sampling, step)
+    if teacher is not None:
+        return distill.seq2seq_word_loss(teacher, cfg.distill, extra)
 
     def loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         src, src_mask, tgt_in, targets = batch

@@ -31,6 +31,7 @@ from seqlab.data.tokenizers import Tokenizer, load_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models.memory import check_memory
 from seqlab.runs import RunDir
+from seqlab.train.distill import teacher_weights
 from seqlab.train.distributed import DistInfo, barrier
 from seqlab.train.early_stopping import BestTracker
 from seqlab.train.fingerprint import absolute_corpus, write_fingerprint
@@ -61,7 +62,8 @@ class RecipeSetup:
 
 def prepare_run_data(cfg: Config, run: RunDir, info: DistInfo, resume: bool,
                      init_from: Path | None = None) -> PreparedData:
-    """The run's splits and tokenizer (a resumed run keeps its tokenizer, `init_from` gives its run's).
+    """The run's splits and tokenizer (a resumed run keeps its tokenizer, `init_from` gives its run's, a
+    distilled student (`distill.teacher`) its teacher's).
     Under DDP rank 0 prepares and caches them first and the other ranks then read that cache, so no two
     processes write it at once."""
     tokenizer = None
@@ -69,6 +71,9 @@ def prepare_run_data(cfg: Config, run: RunDir, info: DistInfo, resume: bool,
         tokenizer = load_tokenizer(RunDir(init_from).tokenizer)
     elif resume and (has_checkpoint(run) or run.tokenizer.is_file()):
         tokenizer = load_tokenizer(run.tokenizer)
+    elif cfg.distill.teacher is not None:  # a distilled student speaks its teacher's vocabulary
+        teacher_weights(cfg.distill.teacher)  # a one-line error when the teacher is not a trained run
+        tokenizer = load_tokenizer(RunDir(Path(cfg.distill.teacher)).tokenizer)
     prepared = run.path / "prepared"  # `seqlab data prepare --out RUN` caches here
     own_cache = tokenizer is None and prepared.is_dir()
     before = {p.name for p in prepared.iterdir()} if own_cache else set()
