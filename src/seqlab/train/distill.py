@@ -306,3 +306,23 @@ def fit_teacher_lengths(pairs: list[Pair], teacher: torch.nn.Module | None) -> l
     if limit is None:
         return pairs
     return [(source[-limit:], target[:limit - 1]) for source, target in pairs]
+
+
+# ----------------------------------------------------------------------------- how close the student came
+
+
+@torch.no_grad()
+def lm_teacher_kl(student: torch.nn.Module, teacher: torch.nn.Module, ids: torch.Tensor, context_length: int,
+                  batch_size: int = 16, device: str | torch.device = "cpu") -> float:
+    """Mean KL(p_teacher || p_student) in nats per token (T = 1) over the stream `ids` (N,), in non-overlapping
+    windows of `context_length` tokens (a tail shorter than a window is left out): how far the student's
+    next-token distributions are from the teacher's, e.g. on the val split."""
+    n = (ids.numel() - 1) // context_length
+    windows = ids[:n * context_length].view(n, context_length)  # (n, T)
+    total = 0.0
+    for start in range(0, n, batch_size):
+        x = windows[start:start + batch_size].to(device)  # (b, T)
+        log_p_s = F.log_softmax(student(x).float(), dim=-1).flatten(0, 1)  # (b T, V)
+        log_p_t = F.log_softmax(teacher(x).float(), dim=-1).flatten(0, 1)  # (b T, V)
+        total += F.kl_div(log_p_s, log_p_t, log_target=True, reduction="sum").item()
+    return total / max(1, n * context_length)
