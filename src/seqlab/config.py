@@ -133,6 +133,8 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = _help("auto = bf16 autocast on CUDA, fp32 on CPU", "auto")
     compile: bool = _help("torch.compile the model", False)
     scheduled_sampling: float = _help("seq2seq: per-step decrease of the teacher-forcing probability (0 = off)", 0.0)
+    keep_zeros: bool = _help("hold the weight-matrix entries that are exactly 0 when training starts at 0 "
+                             "(fine-tuning a run that `seqlab prune` zeroed)", False)
 
     def __post_init__(self) -> None:
         _representable(self)

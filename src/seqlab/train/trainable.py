@@ -25,6 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from seqlab.checkpoint import load_weights
+from seqlab.compress.prune import hold_zeros
 from seqlab.config import Config
 from seqlab.data.prepare import PreparedData, prepare_data
 from seqlab.data.tokenizers import Tokenizer, load_tokenizer
@@ -165,6 +166,8 @@ def build_recipe_setup(cfg: Config, run: RunDir, info: DistInfo, device: torch.d
         tracker.load_state_dict(extras["tracker"])
         _check_resumable(run, cfg, start_step, tracker)
         _extend(run, cfg, start_step, scheduler, info)
+    if train_cfg.keep_zeros:  # a pruned run's zeros (from init_from, or the checkpoint) stay zeros
+        hold_zeros(raw_model, optimizer)
     model = raw_model
     if info.enabled:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
