@@ -278,3 +278,16 @@ def test_help_gives_the_equation_and_the_resume_command(cli):
     assert r.exit_code == 0
     text = " ".join(r.stdout.split())
     assert "T^2 * KL(softmax(z_t/T) || softmax(z_s/T))" in text and "seqlab train --resume OUT" in text
+
+
+def test_seqlab_train_distils_a_config_with_a_distill_section(cli, teachers, tmp_path, monkeypatch):
+    """A hand-written config with `distill.teacher` (relative here) trains through `seqlab train`; the run records
+    the teacher as an absolute path."""
+    raw = yaml.safe_load(teachers["lm_student"].read_text())
+    monkeypatch.chdir(teachers["lm"].parent)
+    raw["distill"] = {"teacher": teachers["lm"].name, "alpha": 0.9}
+    (tmp_path / "student.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    r = cli("train", tmp_path / "student.yaml", "--out", tmp_path / "run", "--device", "cpu")
+    assert r.exit_code == 0, r.stderr
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["distill"]
+    assert saved["teacher"] == str(teachers["lm"].resolve()) and saved["alpha"] == 0.9

@@ -27,6 +27,7 @@ The student uses the teacher's tokenizer; a config whose data section would need
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -123,6 +124,15 @@ def check_tokens(student: Tokenizer, teacher: Tokenizer, where: str | Path) -> N
             raise SeqlabError(f"vocabulary mismatch: token {i} is {student.id_to_token(i)!r} in this run and "
                               f"{teacher.id_to_token(i)!r} in the teacher {str(where)!r}; distil from a teacher "
                               "with the run's tokenizer")
+
+
+def absolute_teacher(cfg: Config) -> Config:
+    """`cfg` with distill.teacher as an absolute path, so that the run's config.yaml reads the same from any
+    directory (`seqlab train --resume` from elsewhere)."""
+    if cfg.distill.teacher is None:
+        return cfg
+    return dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill,
+                                                                teacher=str(Path(cfg.distill.teacher).resolve())))
 
 
 def teacher_weights(teacher: str | Path) -> Path:

@@ -32,7 +32,7 @@ from seqlab.data.tokenizers import Tokenizer, load_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models.memory import check_memory
 from seqlab.runs import RunDir
-from seqlab.train.distill import teacher_weights
+from seqlab.train.distill import absolute_teacher, teacher_weights
 from seqlab.train.distributed import DistInfo, barrier
 from seqlab.train.early_stopping import BestTracker
 from seqlab.train.fingerprint import absolute_corpus, write_fingerprint
@@ -124,7 +124,7 @@ def start_run(run: RunDir, cfg: Config, tokenizer: Any, info: DistInfo, device: 
     run.path.mkdir(parents=True, exist_ok=True)
     if resume:  # restarted from step 0: what a kill left of atomic writes goes, as on any resume
         remove_stale_temporaries(run)
-    cfg = absolute_corpus(cfg)
+    cfg = absolute_teacher(absolute_corpus(cfg))
     run.write_config(cfg)
     write_fingerprint(run, cfg)
     extra = None
