@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -19,6 +20,8 @@ from seqlab.cli.safety_options import (
     reply_policy,
 )
 from seqlab.errors import SeqlabError
+
+ENGINES = ("torch", "onnxruntime")
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +46,11 @@ def generate(
     compile_step: bool = typer.Option(False, "--compile", help="Transformer LM: decode with the "
                                       "Inductor-compiled step (15-35 s to compile, --json's compile_s; "
                                       "pays off for long or batched runs)."),
+    engine: str = typer.Option("torch", "--engine", help="torch | onnxruntime: decode with the ONNX graphs of "
+                               "`seqlab export-onnx` (CPU; same search, processors and streaming)."),
+    onnx_dir: Path = typer.Option(None, "--onnx", metavar="DIR", help="The folder of `seqlab export-onnx` for "
+                                  "--engine onnxruntime (default RUN/onnx; DIR/int8 for the int8 graphs). It holds "
+                                  "the weights it was exported from: --checkpoint does not apply."),
     as_json: bool = JsonOpt,
     device: str = DeviceOpt,
     seed: int = SeedOpt,
@@ -59,6 +67,7 @@ def generate(
 
     if stream and as_json:
         raise SeqlabError("--stream prints text as it comes; it cannot be combined with --json")
+    _check_engine(engine, onnx_dir, compile_step, device)
     config = open_run(run).read_config()
     flags = decoding | {"early_stopping": early_stopping(decoding["early_stopping"])}
     if flags["max_new_tokens"] is None:
@@ -68,9 +77,14 @@ def generate(
     policy = reply_policy(config, safety, safety_action, safety_words, fallback_threshold)
     prompts = _read_prompts(prompt)
     seed_everything(seed)
-    from seqlab.models.loading import load_model_from_run
+    if engine == "onnxruntime":
+        from seqlab.interop.onnx_runtime import load_onnx_run
 
-    model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
+        model, tokenizer, config = load_onnx_run(run, onnx_dir)
+    else:
+        from seqlab.models.loading import load_model_from_run
+
+        model, tokenizer, config = load_model_from_run(run, resolve_device(device), which=checkpoint)
     opts = GenerationOptions.from_config(config.decode, tokenizer, **flags, seed=seed)
     compile_step = compile_step and _can_compile(model)
     if stream:
@@ -89,6 +103,18 @@ def generate(
             typer.echo((r["prompt"] if shown_prompt else "") + g["text"])
             if len(results) > 1 or len(r["generations"]) > 1:
                 typer.echo("")
+
+
+def _check_engine(engine: str, onnx_dir: Path | None, compile_step: bool, device: str) -> None:
+    """--engine and the flags that go with only one engine."""
+    if engine not in ENGINES:
+        raise SeqlabError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "torch" and onnx_dir is not None:
+        raise SeqlabError("--onnx DIR goes with --engine onnxruntime")
+    if engine == "onnxruntime" and compile_step:
+        raise SeqlabError("--compile applies to --engine torch; onnxruntime optimises its graphs itself")
+    if engine == "onnxruntime" and device not in ("auto", "cpu"):
+        raise SeqlabError(f"--engine onnxruntime decodes on the CPU; drop --device {device}")
 
 
 def _can_compile(model: Any) -> bool:
