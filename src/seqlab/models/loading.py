@@ -6,6 +6,8 @@ The model is rebuilt from `config.yaml` through the registry (`build_model(confi
 tokenizer.vocab_size, pad_id=..., bos_id=..., eos_id=...)`), its weights read from
 `best.safetensors` (which="best"; falls back to `model.safetensors` when the run kept no best
 checkpoint, e.g. an imported GPT-2) or `model.safetensors` (which="last"), and it is put in eval mode.
+Weights whose metadata records int8 quantization (`seqlab quantize`) get the model's int8 modules first
+(seqlab.compress.quantize).
 A damaged weights file, or weights that cannot be the model's, is a one-line `SeqlabError` that says
 which other weights of the run may still be good.
 """
@@ -40,6 +42,10 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "cpu",
         raise SeqlabError(f"{run.path} has no trained weights yet (no {weights.name})")
     model = build_model(config.model, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                         eos_id=tokenizer.eos_id)
+    from seqlab.compress.quantize import quantize_model, record_of
+
+    if (record := record_of(weights)) is not None:  # an int8 run (seqlab quantize): int8 modules, then its tensors
+        quantize_model(model, record["method"])
     load_weights(model, weights, hint=_other_weights(run, weights))
     device = resolve_device(device) if isinstance(device, str) else device
     return model.to(device).eval(), tokenizer, config
