@@ -246,3 +246,13 @@ def test_heads_of_an_rnn_an_existing_out_and_a_missing_run_are_refused(cli, lm_r
     missing = cli("prune", tmp_path / "nope", "--out", tmp_path / "out", "--amount", "0.5")
     assert_one_line_error(missing)
     assert "does not exist" in missing.stderr
+
+
+def test_a_run_started_before_the_width_keys_existed_still_resumes():
+    from seqlab.config import Config
+    from seqlab.train.fingerprint import _config_changes, fixed_config
+
+    new = fixed_config(Config())
+    old = {k: v for k, v in new.items() if k not in ("model.head_dim", "model.mlp_width", "train.keep_zeros")}
+    assert _config_changes(old, new) == []  # keys added to seqlab since count as their defaults
+    assert _config_changes(old, new | {"model.mlp_width": 64}) == ["model.mlp_width: '(unset)' -> 64"]
