@@ -187,8 +187,9 @@ def _slice_linear(linear: nn.Linear, rows: Tensor | None = None, cols: Tensor | 
 
 
 def _top(scores: Tensor, keep: int) -> Tensor:
-    """The indices of the `keep` highest scores, in their original order."""
-    return scores.topk(keep).indices.sort().values
+    """The indices of the `keep` highest scores, in their original order (on the CPU, where the index
+    arithmetic happens; they index weights on any device)."""
+    return scores.topk(keep).indices.sort().values.cpu()
 
 
 def _attentions(model: nn.Module) -> list[tuple[nn.Module, list[tuple[str, int]], str]]:
