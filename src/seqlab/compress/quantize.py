@@ -200,8 +200,10 @@ class Int8RNN(nn.Module):
         from torch.ao.nn.quantized.dynamic.modules.rnn import PackedParameter
 
         kind = LSTM if self.mode == "LSTM" else GRU
-        module = kind(self.input_size, self.hidden_size, self.num_layers, True, self.batch_first, 0.0,
-                      self.bidirectional, torch.qint8)
+        with warnings.catch_warnings():  # its constructor makes (deprecated) quantized tensors, replaced below
+            warnings.simplefilter("ignore", UserWarning)
+            module = kind(self.input_size, self.hidden_size, self.num_layers, True, self.batch_first, 0.0,
+                          self.bidirectional, torch.qint8)
         cells = []
         for layer in range(self.num_layers):
             for suffix in ("", "_reverse") if self.bidirectional else ("",):
