@@ -235,8 +235,11 @@ class DistillConfig:
                          "data's hard targets)", 0.5)
     temperature: float = _help("word-level KD: the softmax temperature T > 0 of both models' soft targets "
                                "(the KL term is scaled by T^2)", 2.0)
-    num_beams: int = _help("sequence-level KD: the teacher's beam width (1 = greedy) for seq2seq targets and for "
-                           "language-model continuations", 4)
+    decoding: Literal["auto", "beam", "sample"] = _help(
+        "sequence-level KD: how the teacher writes the corpus: beam (search of width num_beams), sample (from its "
+        "distribution, temperature 1, seeded); auto = beam for seq2seq, sample for language models (an LM's beam "
+        "output repeats itself)", "auto")
+    num_beams: int = _help("sequence-level KD with beam decoding: the teacher's beam width (1 = greedy)", 4)
     prefix_length: int = _help("sequence-level KD, language models: tokens of training text each teacher "
                                "continuation starts from (the rest of the window is the teacher's)", 32)
 

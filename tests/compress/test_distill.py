@@ -119,7 +119,7 @@ def _generate_json(cli, run: Path, prompt: str) -> dict:
 def test_lm_distillation_end_to_end(cli, teachers, tmp_path, kind):
     out = tmp_path / "student"
     r = cli("distill", teachers["lm"], "--student", teachers["lm_student"], "--out", out, "--kind", kind,
-            "--num-beams", "2", "--prefix-length", "8", "--device", "cpu", "--json")
+            "--decoding", "beam", "--num-beams", "2", "--prefix-length", "8", "--device", "cpu", "--json")
     assert r.exit_code == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["step"] == 6 and summary["kind"] == kind and summary["teacher"] == str(teachers["lm"].resolve())
@@ -130,6 +130,8 @@ def test_lm_distillation_end_to_end(cli, teachers, tmp_path, kind):
     assert (out / "tokenizer.json").read_text() == (teachers["lm"] / "tokenizer.json").read_text()
     assert json.loads((out / "run.json").read_text())["distill"]["weights"].endswith("best.safetensors")
     assert (out / "distill_corpus.json").is_file() == (kind == "sequence")
+    if kind == "sequence":
+        assert json.loads((out / "distill_corpus.json").read_text())["key"]["search"]["num_beams"] == 2
     assert _generate_json(cli, out, "the king")["results"]
 
 
@@ -153,7 +155,8 @@ def test_sequence_kd_targets_are_the_teachers_beam_outputs_cached_in_the_run(cli
             "sequence", "--num-beams", "3", "--device", "cpu")
     assert r.exit_code == 0, r.stderr
     cache = json.loads((out / "distill_corpus.json").read_text())
-    assert cache["key"]["num_beams"] == 3 and len(cache["corpus"]) == cache["key"]["pairs"] == 18
+    assert cache["key"]["search"] == {"do_sample": False, "num_beams": 3}  # auto: beam search for seq2seq
+    assert len(cache["corpus"]) == cache["key"]["pairs"] == 18
     teacher, tok, _ = load_model_from_run(teachers["seq2seq"])
     source = tok.encode("hello", add_bos=False, add_eos=False)
     beam = generate(teacher, torch.tensor([source]), max_new_tokens=cache["key"]["max_new_tokens"], num_beams=3,
@@ -169,7 +172,8 @@ def test_lm_sequence_kd_keeps_the_prefixes_and_the_stream_length(teachers, tmp_p
 
     teacher, tok, cfg = load_model_from_run(teachers["lm"])
     ids = prepare_data(cfg.data, cfg.seed, tokenizer=tok, use_cache=False).splits["train"].ids
-    stream = distill.lm_teacher_stream(teacher, ids, 16, 4, 2, tok, torch.device("cpu"))  # (N,)
+    search = {"do_sample": True, "temperature": 1.0, "top_k": 0, "seed": 0}
+    stream = distill.lm_teacher_stream(teacher, ids, 16, 4, search, tok, torch.device("cpu"))  # (N,)
     assert stream.shape == ids.shape
     pieces, n = stream[:ids.numel() // 16 * 16].view(-1, 16), ids.numel() // 16
     torch.testing.assert_close(pieces[:, :4], ids[:n * 16].view(n, 16)[:, :4])  # each piece's real prefix
@@ -291,3 +295,30 @@ def test_seqlab_train_distils_a_config_with_a_distill_section(cli, teachers, tmp
     assert r.exit_code == 0, r.stderr
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["distill"]
     assert saved["teacher"] == str(teachers["lm"].resolve()) and saved["alpha"] == 0.9
+
+
+@pytest.mark.slow
+def test_two_ranks_distil_like_one_process(teachers, tmp_path):
+    """torchrun, 2 CPU ranks (gloo): rank 0 decodes the sequence-KD corpus while rank 1 waits, both read the
+    cache, and the losses are the single process's with the same global batch."""
+    import subprocess
+    import sys
+
+    from conftest import run_seqlab
+
+    env = {"OMP_NUM_THREADS": "1"}
+    args = ["distill", str(teachers["lm"]), "--student", str(teachers["lm_student"]), "--kind", "sequence",
+            "--num-beams", "2", "--prefix-length", "8", "--device", "cpu", "--json", "--set", "train.grad_accum=2"]
+    single = run_seqlab(*args, "--out", tmp_path / "single", env=env)
+    assert single.returncode == 0, single.stderr
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "seqlab",
+           *args, "--out", str(tmp_path / "ddp")]
+    ddp = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    summary = json.loads(ddp.stdout.strip().splitlines()[-1])  # rank 0 alone prints
+    assert summary["world_size"] == 2 and summary["weights_sha256"][0] == summary["weights_sha256"][1]
+    assert ddp.stderr.count("sequence-level KD: decoded") == 1
+    assert (json.loads((tmp_path / "ddp" / "distill_corpus.json").read_text())
+            == json.loads((tmp_path / "single" / "distill_corpus.json").read_text()))
+    assert [loss for _, loss in _losses(tmp_path / "ddp")] == pytest.approx(
+        [loss for _, loss in _losses(tmp_path / "single")], rel=1e-5)

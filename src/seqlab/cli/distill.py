@@ -21,18 +21,24 @@ def register(app: typer.Typer) -> None:
 
 
 def distill(
-    teacher: Path = typer.Argument(..., help="The teacher's run directory (a run `seqlab train` wrote)."),
-    student: str = typer.Option(..., "--student", help="The student's preset name or YAML path: its model, train "
-                                "and decode sections (its data section is the teacher's)."),
-    out: Path = typer.Option(..., "--out", help="The new run directory of the student."),
-    kind: str = typer.Option(None, "--kind", help="word: KL to the teacher's softened distributions mixed with the "
-                             "cross-entropy (Hinton et al. 2015); sequence: train on the teacher's beam outputs (Kim & "
-                             "Rush 2016). Default: the student config's distill.kind, else word."),
+    teacher: Path = typer.Argument(..., metavar="TEACHER_RUN", help="The teacher's run directory (a run `seqlab "
+                                   "train` wrote)."),
+    student: str = typer.Option(..., "--student", metavar="PRESET_OR_CONFIG", help="The student's preset name or "
+                                "YAML path: its model, train and decode sections (its data section is the "
+                                "teacher's)."),
+    out: Path = typer.Option(..., "--out", metavar="RUN", help="The new run directory of the student."),
+    kind: str = typer.Option(None, "--kind", metavar="word|sequence", help="word: KL to the teacher's softened "
+                             "distributions mixed with the cross-entropy (Hinton et al. 2015); sequence: train on "
+                             "the teacher's beam outputs (Kim & Rush 2016). Default: the student config's "
+                             "distill.kind, else word."),
     alpha: float = typer.Option(None, "--alpha", help="Word KD: the soft targets' weight in [0, 1] (default 0.5)."),
     temperature: float = typer.Option(None, "--temperature", help="Word KD: the softmax temperature T > 0 "
                                       "(default 2)."),
-    num_beams: int = typer.Option(None, "--num-beams", help="Sequence KD: the teacher's beam width, 1 = greedy "
-                                  "(default 4)."),
+    decoding: str = typer.Option(None, "--decoding", metavar="auto|beam|sample", help="Sequence KD: how the "
+                                 "teacher writes: beam search, or sampling (temperature 1, seeded); auto (default) = "
+                                 "beam for seq2seq, sample for language models."),
+    num_beams: int = typer.Option(None, "--num-beams", help="Sequence KD with beam search: the teacher's beam width, "
+                                  "1 = greedy (default 4)."),
     prefix_length: int = typer.Option(None, "--prefix-length", help="Sequence KD of a language model: tokens of "
                                       "training text each teacher continuation starts from (default 32)."),
     overrides: list[str] = SetOpt,
@@ -44,9 +50,9 @@ def distill(
     the teacher run its data and tokenizer (the two must share the vocabulary).
 
     Word level (--kind word): per target token, alpha * T^2 * KL(softmax(z_t/T) || softmax(z_s/T)) + (1 - alpha) *
-    cross-entropy, the teacher frozen on the same batch. Sequence level (--kind sequence): the teacher's beam search
-    rewrites the training targets (seq2seq: each source's reply; language model: continuations of training-text
-    prefixes), cached in OUT/distill_corpus.json, and the student learns them with the plain cross-entropy.
+    cross-entropy, the teacher frozen on the same batch. Sequence level (--kind sequence): the teacher rewrites the
+    training targets (seq2seq: each source's reply, by beam search; language model: continuations of training-text
+    prefixes, sampled), cached in OUT/distill_corpus.json, and the student learns them with the plain cross-entropy.
 
     The student is trained by `seqlab train`'s trainer: its config.yaml records the distill section, so
     `seqlab train --resume OUT` continues it exactly, and it logs, checkpoints and locks like any run.
@@ -59,7 +65,7 @@ def distill(
     from seqlab.train.interrupt import exit_on_interrupt
     from seqlab.train.run_lock import hold_run_lock
 
-    flags = {"kind": kind, "alpha": alpha, "temperature": temperature, "num_beams": num_beams,
+    flags = {"kind": kind, "alpha": alpha, "temperature": temperature, "decoding": decoding, "num_beams": num_beams,
              "prefix_length": prefix_length}
     cfg = student_config(teacher, student, overrides or [], {k: v for k, v in flags.items() if v is not None}, seed)
     if out.exists() and not out.is_dir():
@@ -95,7 +101,7 @@ def student_config(teacher: Path, student: str, overrides: list[str], settings: 
     teacher_cfg = teacher_run.read_config()
     if any(key.startswith("distill") for key in parse_overrides(overrides)):
         raise SeqlabError("give the distillation settings with their options (--kind, --alpha, --temperature, "
-                          "--num-beams, --prefix-length), not --set distill.*")
+                          "--decoding, --num-beams, --prefix-length), not --set distill.*")
     raw = merge(read_config_file(student), {"data": dataclasses.asdict(teacher_cfg.data)})
     raw = merge(raw, {"distill": {**settings, "teacher": str(teacher_run.path.resolve())}})
     cfg = load_config(base=raw, overrides=overrides)

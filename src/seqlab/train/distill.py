@@ -13,8 +13,12 @@ model the same sources with teacher forcing over the same target tokens.
 
 Sequence-level KD (Kim & Rush 2016): the teacher's decoded outputs replace the training targets and the
 student is trained on them with the plain cross-entropy (alpha and T are unused). Decoding is
-`seqlab.decode.generate`, beam search of width `distill.num_beams` (1 = greedy):
-  seq2seq  each training source's target becomes the teacher's beam output for it;
+`seqlab.decode.generate`: beam search of width `distill.num_beams` (1 = greedy), or with
+`distill.decoding: sample` ancestral sampling at temperature 1 (seeded), an unbiased draw from the teacher's
+sequence distribution. `auto` (the default) is beam search for seq2seq, as Kim & Rush, and sampling for LMs:
+an LM's beam output is the generic, repetitive mode of open-ended text ("the world, the world"), and a student
+trained on it ends further from the teacher than one trained on the data (measured, docs/compress.md).
+  seq2seq  each training source's target becomes the teacher's output for it;
   LM       the train stream is cut into pieces of context_length tokens; each keeps its first
            `distill.prefix_length` tokens of real text and the teacher continues it to the piece's length
            (EOS and <unk> suppressed); the pieces, joined, are the new train stream, the same length as the
@@ -31,6 +35,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +59,7 @@ from seqlab.train.state import has_checkpoint
 
 CORPUS_FILE = "distill_corpus.json"
 VOCABULARY_KEYS = ("task", "tokenizer", "lang", "vocab_size", "max_vocab", "min_freq")  # what decides the tokens
-GENERATE_BATCH = 32  # sources (or LM windows) the teacher decodes at once
+GENERATE_BATCH = 64  # sources (or LM pieces) the teacher decodes at once
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
@@ -217,7 +222,8 @@ def cached_corpus(run: RunDir, key: dict[str, Any], info: DistInfo, make) -> Any
         barrier(info)
     corpus = _read_cache(path, key)
     if corpus is None and info.is_main:
-        _say(f"sequence-level KD: the teacher decodes the training data ({'none cached' if not path.is_file() else 'the cache is for other settings'}) ...")
+        why = "the cache holds other settings' corpus" if path.is_file() else "nothing cached yet"
+        _say(f"sequence-level KD: the teacher decodes the training data ({why}) ...")
         started = time.perf_counter()
         corpus = make()
         write_json(path, {"key": key, "corpus": corpus}, indent=None)
@@ -242,12 +248,37 @@ def _say(line: str) -> None:
 def corpus_key(cfg: Config, **extra: Any) -> dict[str, Any]:
     """What a cached teacher corpus depends on: the teacher's weights, the KD settings and the training data."""
     settings = cfg.distill
-    return {"teacher_sha256": sha256_file(teacher_weights(settings.teacher)), "num_beams": settings.num_beams,
-            **extra}
+    return {"teacher_sha256": sha256_file(teacher_weights(settings.teacher)), "search": teacher_search(cfg), **extra}
+
+
+def teacher_search(cfg: Config) -> dict[str, Any]:
+    """The `generate` options the teacher writes the sequence-KD corpus with (see the module docstring)."""
+    settings = cfg.distill
+    decoding = settings.decoding
+    if decoding == "auto":
+        decoding = "beam" if cfg.model.arch.startswith("seq2seq") else "sample"
+    if decoding == "sample":
+        return {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": cfg.seed}
+    return {"do_sample": False, "num_beams": settings.num_beams}
+
+
+def _batch_search(search: dict[str, Any], start: int) -> dict[str, Any]:
+    """A batch's options: sampling gets its own seed per batch (the run's seed + the batch's first row)."""
+    return search | {"seed": search["seed"] + start} if "seed" in search else search
+
+
+def batch_starts(n: int, what: str) -> Iterator[int]:
+    """0, GENERATE_BATCH, 2 GENERATE_BATCH... < n, saying on stderr how far the decoding is at every tenth."""
+    started, shown = time.perf_counter(), 0
+    for start in range(0, n, GENERATE_BATCH):
+        if start * 10 // n > shown:
+            shown = start * 10 // n
+            _say(f"sequence-level KD: {start:,} of {n:,} {what} decoded ({time.perf_counter() - started:.0f} s)")
+        yield start
 
 
 def lm_teacher_stream(teacher: torch.nn.Module, ids: torch.Tensor, context_length: int, prefix_length: int,
-                      num_beams: int, tokenizer: Tokenizer, device: torch.device) -> torch.Tensor:
+                      search: dict[str, Any], tokenizer: Tokenizer, device: torch.device) -> torch.Tensor:
     """The train stream `ids` (N,) rewritten by the teacher window by window (see the module docstring)."""
     window = context_length  # as many tokens as the teacher sees at once
     n = ids.numel() // window
@@ -255,25 +286,25 @@ def lm_teacher_stream(teacher: torch.nn.Module, ids: torch.Tensor, context_lengt
     new_tokens = window - prefix_length
     options = run_token_options(tokenizer)
     rows = []
-    for start in range(0, n, GENERATE_BATCH):
+    for start in batch_starts(n, "training-text pieces"):
         out = generate(teacher, prompts[start:start + GENERATE_BATCH].to(device), max_new_tokens=new_tokens,
-                       min_new_tokens=new_tokens, do_sample=False, num_beams=num_beams, **options)
+                       min_new_tokens=new_tokens, **_batch_search(search, start), **options)
         rows.append(out.sequences.cpu())  # (b, window): the prefix, then the teacher's tokens
     return torch.cat([*(r.flatten() for r in rows), ids[n * window:]])  # (N,)
 
 
-def seq2seq_teacher_targets(teacher: torch.nn.Module, pairs: list[Pair], max_new_tokens: int, num_beams: int,
-                            tokenizer: Tokenizer, device: torch.device) -> list[list[int]]:
-    """The teacher's beam output for each pair's source, without BOS and EOS (the new targets)."""
+def seq2seq_teacher_targets(teacher: torch.nn.Module, pairs: list[Pair], max_new_tokens: int,
+                            search: dict[str, Any], tokenizer: Tokenizer, device: torch.device) -> list[list[int]]:
+    """The teacher's output for each pair's source, without BOS and EOS (the new targets)."""
     options = run_token_options(tokenizer)
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))  # similar lengths share a batch
     targets: list[list[int]] = [[] for _ in pairs]
-    for start in range(0, len(order), GENERATE_BATCH):
+    for start in batch_starts(len(order), "training sources"):
         chunk = order[start:start + GENERATE_BATCH]
         src, src_mask, _, _ = collate_pairs([pairs[i] for i in chunk], tokenizer.pad_id, tokenizer.bos_id,
                                             tokenizer.eos_id)  # (b, S), (b, S)
         out = generate(teacher, src.to(device), attention_mask=src_mask.to(device), max_new_tokens=max_new_tokens,
-                       do_sample=False, num_beams=num_beams, **options)
+                       **_batch_search(search, start), **options)
         for i, row in zip(chunk, out.sequences[:, 1:].tolist(), strict=True):  # drop the decoder's BOS
             targets[i] = row[:row.index(tokenizer.eos_id)] if tokenizer.eos_id in row else row
     return targets
@@ -286,7 +317,7 @@ def distilled_lm_stream(cfg: Config, run: RunDir, teacher: torch.nn.Module, ids:
     key = corpus_key(cfg, task="lm", context_length=context_length, prefix_length=settings.prefix_length,
                      train_tokens=ids.numel(), train_sha256=_digest(ids.tolist()))
     stream = cached_corpus(run, key, info, lambda: lm_teacher_stream(
-        teacher, ids, context_length, settings.prefix_length, settings.num_beams, tokenizer, device).tolist())
+        teacher, ids, context_length, settings.prefix_length, teacher_search(cfg), tokenizer, device).tolist())
     return torch.tensor(stream, dtype=torch.long)
 
 
@@ -300,7 +331,7 @@ def distilled_pairs(cfg: Config, run: RunDir, teacher: torch.nn.Module, teacher_
     key = corpus_key(cfg, task="pairs", max_new_tokens=max_new_tokens, pairs=len(pairs),
                      train_sha256=_digest(pairs))
     targets = cached_corpus(run, key, info, lambda: seq2seq_teacher_targets(
-        teacher, pairs, max_new_tokens, cfg.distill.num_beams, tokenizer, device))
+        teacher, pairs, max_new_tokens, teacher_search(cfg), tokenizer, device))
     return [(source, target) for (source, _), target in zip(pairs, targets, strict=True)]
 
 
