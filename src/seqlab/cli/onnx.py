@@ -40,8 +40,8 @@ def export_onnx(
     typer.echo(f"exported run {run} -> {out} ({model['arch']}, opset {summary['opset']}, {summary['exporter']} exporter)")
     typer.echo(f"  prefill.onnx {_size(summary['bytes']['prefill'])}, step.onnx {_size(summary['bytes']['step'])}; "
                f"max |logit - eager| {summary['check']['max_abs_logit_diff']:.1e}")
-    if "int8" in summary:
-        int8_summary = summary["int8"]
+    if "int8_graphs" in summary:
+        int8_summary = summary["int8_graphs"]
         typer.echo(f"  int8/: prefill.onnx {_size(int8_summary['bytes']['prefill'])}, step.onnx "
                    f"{_size(int8_summary['bytes']['step'])}; max |logit - eager| "
                    f"{int8_summary['check']['max_abs_logit_diff']:.1e}")

@@ -32,8 +32,10 @@ for the static cache), so left padding, positions and masks are exactly eager de
 prefill runs unpadded prompts: the runtime adapter feeds left-padded rows in groups of equal length.
 
 Exporter: `torch.onnx.export(dynamo=True)` (torch.export + onnxscript) with dynamic batch, prompt and cache
-axes; if it fails, the TorchScript exporter (deprecated by torch, still able to express both graphs) writes
-the graph instead, and the manifest says which one did. Every export is checked: prefill and three steps
+axes; if it fails, the TorchScript exporter (deprecated by torch) writes the graph instead, and the manifest
+says which one did. Today that is the Elman RNN's prefill only: torch.export unrolls `rnn_tanh` over the
+prompt (a static length), where the TorchScript exporter emits ONNX's RNN op; LSTM and GRU become ONNX's LSTM
+and GRU ops either way, and the Transformer's step (in-place `index_fill_`) only exports with dynamo. Every export is checked: prefill and three steps
 of a left-padded batch through onnxruntime against eager, the largest logit difference kept in the manifest.
 """
 
@@ -97,10 +99,10 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, int8: bool = False, ops
         raise SeqlabError(f"{run_dir} holds a {config.model.arch}; export-onnx handles {' and '.join(EXPORTABLE)} "
                           "runs (Seq2Seq models are not exported yet)")
     model, tokenizer, config = load_model_from_run(run_dir, "cpu", which)
-    not_fp32 = sorted({str(t.dtype) for t in model.state_dict().values() if t.is_floating_point()} - {"torch.float32"})
+    not_fp32 = sorted({str(t.dtype).removeprefix("torch.") for t in model.state_dict().values()} - {"float32"})
     if not_fp32:
-        raise SeqlabError(f"{run_dir} holds {', '.join(not_fp32)} weights; export the fp32 run (before "
-                          "`seqlab quantize`) and add --int8 for onnxruntime's int8 copy")
+        raise SeqlabError(f"{run_dir} holds {' and '.join(not_fp32)} tensors (a `seqlab quantize` run?); export the "
+                          "fp32 run it came from, with --int8 for onnxruntime's int8 graphs")
     weights = run.best if which == "best" and run.best.is_file() else run.model
     source = {"run": str(run_dir), "weights": weights.name, "weights_sha256": sha256_file(weights),
               "tokenizer_sha256": sha256_file(run.tokenizer)}
@@ -121,7 +123,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, int8: bool = False, ops
 
 
 def summary(folder: Path) -> dict[str, Any]:
-    """The manifest of an ONNX folder with each graph file's size in bytes (and its int8 copy's)."""
+    """The manifest of an ONNX folder with each graph file's size in bytes, and `int8_graphs`: the int8 copy's."""
     from seqlab.io import read_json
 
     manifest = read_json(folder / MANIFEST)
@@ -129,7 +131,7 @@ def summary(folder: Path) -> dict[str, Any]:
               "bytes": {g: (folder / manifest["graphs"][g]["file"]).stat().st_size for g in GRAPHS}}
     if (folder / INT8_DIR / MANIFEST).is_file():
         int8 = read_json(folder / INT8_DIR / MANIFEST)
-        result["int8"] = {"out": str(folder / INT8_DIR), "check": int8["check"],
+        result["int8_graphs"] = {"out": str(folder / INT8_DIR), "check": int8["check"],
                           "bytes": {g: (folder / INT8_DIR / int8["graphs"][g]["file"]).stat().st_size for g in GRAPHS}}
     return result
 
@@ -250,11 +252,11 @@ def _write_graphs(model: nn.Module, folder: Path, opset: int) -> dict[str, Any]:
     """Export prefill.onnx and step.onnx into `folder`; the manifest's description of them."""
     from seqlab.models.rnn_lm import RNNLanguageModel
 
-    graphs, exporters = {}, set()
+    graphs = {}
     for name, graph in _graphs(model).items():
         path = folder / f"{name}.onnx"
-        exporters.add(_export(graph, path, opset))
-        graphs[name] = {"file": path.name, "sha256": sha256_file(path),
+        exporter = _export(graph, path, opset)
+        graphs[name] = {"file": path.name, "sha256": sha256_file(path), "exporter": exporter,
                         "inputs": _describe(graph.inputs, graph.args), "outputs": list(graph.outputs)}
     if isinstance(model, RNNLanguageModel):
         shape = {"arch": "rnn_lm", "cell": model.cell, "n_layer": model.n_layer, "hidden_size": model.hidden_size,
@@ -263,7 +265,7 @@ def _write_graphs(model: nn.Module, folder: Path, opset: int) -> dict[str, Any]:
         shape = {"arch": "transformer_lm", "n_layer": model.n_layer, "vocab_size": model.vocab_size,
                  "max_length": model.max_length}
     return {"format": FORMAT, "version": FORMAT_VERSION, "model": shape, "graphs": graphs, "opset": opset,
-            "exporter": " and ".join(sorted(exporters)), "int8": False, "seqlab": seqlab.__version__,
+            "exporter": " and ".join(sorted({g["exporter"] for g in graphs.values()})), "int8": False, "seqlab": seqlab.__version__,
             "torch": torch.__version__}
 
 
