@@ -191,3 +191,12 @@ def test_missing_run_existing_out_and_int8_source_are_one_line(cli, runs, tmp_pa
     seqgan = cli("quantize", runs["seqgan_generator"].parent, "--out", tmp_path / "y")
     assert_one_line_error(seqgan)
     assert "quantize that" in seqgan.stderr
+
+
+def test_export_hf_refuses_an_int8_run(cli, corpora, tmp_path):
+    gpt2 = LM | {"positions": "learned", "activation": "gelu_new", "bias": True}
+    run = make_run(tmp_path / "gpt2", config_for(corpora["lm"], gpt2, "lm"))
+    _quantize(cli, run, tmp_path / "int8")
+    result = cli("export-hf", tmp_path / "int8", "--out", tmp_path / "hf")
+    assert_one_line_error(result)
+    assert "is an int8 run" in result.stderr and not (tmp_path / "hf").exists()

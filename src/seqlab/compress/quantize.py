@@ -261,6 +261,11 @@ def quantize_model(model: nn.Module, method: str) -> dict[str, int]:
     return counts
 
 
+def is_int8(model: nn.Module) -> bool:
+    """Whether `model` holds int8 modules (it was quantized, or loaded from an int8 run)."""
+    return any(isinstance(m, (Int8Linear, Int8Embedding, Int8RNN)) for m in model.modules())
+
+
 def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 

@@ -55,6 +55,11 @@ def export_hf_gpt2(run_dir: str | Path, out: str | Path, which: str = "best") ->
     """Write the run's Transformer LM (and its BPE tokenizer) as a GPT-2 folder at `out`; returns a summary."""
     _check_new_directory(out)
     model, tokenizer, config = load_model_from_run(run_dir, "cpu", which)
+    from seqlab.compress.quantize import is_int8
+
+    if is_int8(model):
+        raise SeqlabError(f"{run_dir} is an int8 run (seqlab quantize); GPT-2 folders hold float weights: "
+                          "export the run it was quantized from")
     if config.model.arch != "transformer_lm":
         raise SeqlabError(f"only transformer_lm runs can become a GPT-2; {run_dir} holds a {config.model.arch}: "
                           "train one with --set model.arch=transformer_lm --set model.positions=learned "
