@@ -105,3 +105,39 @@ def test_a_failed_compile_warns_and_decodes_eagerly(model, monkeypatch):
     with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
         out = generate(model, ids, max_new_tokens=8, compile_step=True)
     assert torch.equal(out.sequences, generate(model, ids, max_new_tokens=8).sequences)
+
+
+def test_compiled_beam_search_reorders_a_table_of_rows_not_the_cache(model, monkeypatch):
+    """The compiled beam step reads each beam's slots through `rows`: the beams of eager search, and the
+    cache is never copied between rows (reorder_state runs once: prefill's expansion into beams)."""
+    ids = torch.randint(1, 50, (2, 5), generator=torch.Generator().manual_seed(6))
+    options = dict(max_new_tokens=24, num_beams=4, num_return_sequences=2, eos_token_id=7, length_penalty=0.7)
+    eager = generate(model, ids, **options)
+    calls = []
+    reorder_state = type(model).reorder_state
+    monkeypatch.setattr(type(model), "reorder_state", lambda m, s, i: calls.append(i) or reorder_state(m, s, i))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="compiling the decode step failed")
+        fast = generate(model, ids, compile_step=True, **options)
+    assert torch.equal(fast.sequences, eager.sequences)
+    torch.testing.assert_close(fast.sequences_scores, eager.sequences_scores, atol=1e-4, rtol=0)
+    assert len(calls) == 1
+
+
+@torch.no_grad()
+def test_the_rows_table_materialized_equals_the_reordered_cache(model):
+    """What the eager fallback of a beam search sees: the cache put in order by the rows table equals the
+    cache reordered row by row (a compile that fails after beams moved must not mix their histories)."""
+    ids = torch.randint(1, 50, (4, 6), generator=torch.Generator().manual_seed(8))
+    expected = model.prefill(ids, None, 10)[1]
+    state = model.prefill(ids, None, 10)[1]
+    step = compiled.CompiledStep(model, beams=True)  # compiles only at its first call: never here
+    for index in ([2, 2, 0, 1], [3, 1, 1, 0], [1, 0, 3, 3]):
+        index = torch.tensor(index)
+        expected = model.reorder_state(expected, index)
+        state = step.reorder(state, index)
+    step._materialize(state)
+    filled = int(state.slot)
+    for got, want in zip(state.cache.keys + state.cache.values, expected.cache.keys + expected.cache.values, strict=True):
+        assert torch.equal(got[:, :, :filled], want[:, :, :filled])
+    assert torch.equal(state.key_valid, expected.key_valid) and torch.equal(state.position, expected.position)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from functools import partial
 from typing import Any
 
 import torch
@@ -83,6 +84,29 @@ class _StepGraph(nn.Module):
         return logits  # (N, V)
 
 
+class _BeamStepGraph(_StepGraph):
+    """The step of a beam search whose cache rows are never moved: beam b's slot s is in row rows[b, s]."""
+
+    def forward(self, tokens: Tensor, key_valid: Tensor, slot: Tensor, position: Tensor,
+                keys: list[Tensor], values: list[Tensor], rows: Tensor) -> Tensor:
+        from seqlab.models.transformer_lm import TransformerState
+        from seqlab.modules.kv_cache import StaticKVCache
+
+        state = TransformerState(StaticKVCache.from_buffers(keys, values), key_valid, slot, position)
+        logits, _ = self.model.step(tokens, state, attention=partial(rows_attention, rows))
+        return logits  # (N, V)
+
+
+def gather_rows(buffer: Tensor, rows: Tensor) -> Tensor:
+    """buffer (N, nh, W, hs), rows (N, W) -> out[b, :, s] = buffer[rows[b, s], :, s]: (N, nh, W, hs)."""
+    return buffer[rows, :, torch.arange(rows.shape[1], device=rows.device)].permute(0, 2, 1, 3)
+
+
+def rows_attention(rows: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """step_attention over the beams' own slots: Inductor folds the gather into the attention's loops."""
+    return step_attention(q, gather_rows(k, rows), gather_rows(v, rows), mask)
+
+
 _WARNED = False
 
 
@@ -94,6 +118,7 @@ class _Entry:
 
     def __init__(self, key: tuple, graph: Any):
         self.key, self.graph = key, graph
+        self.beam_graph: Any = None  # the beam-search step (_BeamStepGraph), made at its first use
 
     def __deepcopy__(self, memo: dict) -> None:
         return None
@@ -113,26 +138,46 @@ def compiled_step_for(model: nn.Module) -> Any:
     if entry is None or entry.key != key:
         if entry is not None:  # new weights, same tensors: Dynamo's guards would reuse the graph with the old constants
             torch._dynamo.reset_code(_StepGraph.forward.__code__)
+            torch._dynamo.reset_code(_BeamStepGraph.forward.__code__)
         entry = _Entry(key, torch.compile(_StepGraph(model), dynamic=False))
         model.__dict__["_compiled_step"] = entry
     return entry.graph
 
 
-class CompiledStep:
-    """`model.step` through the model's compiled step graph; falls back to eager if compiling fails."""
+def compiled_beam_step_for(model: nn.Module) -> Any:
+    """The model's compiled beam-search step (`_BeamStepGraph`), kept and rebuilt like `compiled_step_for`'s."""
+    compiled_step_for(model)
+    entry = model.__dict__["_compiled_step"]
+    if entry.beam_graph is None:
+        entry.beam_graph = torch.compile(_BeamStepGraph(model), dynamic=False)
+    return entry.beam_graph
 
-    def __init__(self, model: nn.Module):
+
+class CompiledStep:
+    """`model.step` through the model's compiled step graph; falls back to eager if compiling fails.
+
+    With `beams=True` (beam search) the step's `reorder` replaces `model.reorder_state`: instead of
+    copying every layer's filled cache slots into the new beams' rows (a pass over the whole cache per
+    token), it reorders a table `rows` (N, S): beam b's slot s is in cache row rows[b, s]. Every row writes
+    each slot once, at that step (rows[b, t] = b for the slot t being written), so no row is ever
+    overwritten while another beam reads it; the step's attention reads the keys and values through the
+    table (`rows_attention`). On an eager fallback the cache is put in order first (`_materialize`).
+    """
+
+    def __init__(self, model: nn.Module, beams: bool = False):
         self.model = model
-        self.graph = compiled_step_for(model)
+        self.beams = beams
+        self.graph = compiled_beam_step_for(model) if beams else compiled_step_for(model)
         self.eager = False
         self.calls = 0
         self.first_step_seconds: float | None = None  # compiling included (or Dynamo's guards, on a reused graph)
+        self.rows: Tensor | None = None  # beams: (N, S) the cache row of each beam's slot
 
     def __call__(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
         self.calls += 1
         if self.eager:
             return self.model.step(tokens, state)
-        inputs = _window(tokens, state, mark=self.calls == 1)
+        inputs = _window(tokens, state, mark=self.calls == 1, rows=self._rows(state) if self.beams else None)
         if self.calls > 1:  # the first call's guards chose the graph; later calls only replay it
             with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
                 return self.graph(*inputs), state
@@ -143,13 +188,40 @@ class CompiledStep:
         except Exception as e:  # noqa: BLE001 - any compiler failure: compiling runs nothing, the state is intact
             _warn_once(f"compiling the decode step failed, decoding without it: {str(e).splitlines()[0]}")
             self.eager = True
+            self._materialize(state)
             logits, state = self.model.step(tokens, state)
         self.first_step_seconds = time.perf_counter() - started
         return logits, state
 
+    def reorder(self, state: Any, index: Tensor) -> Any:
+        """Beam search's reorder: the new beams (N,) `index` into the old ones, as `model.reorder_state`."""
+        if not self.beams or self.eager or index.numel() != state.key_valid.shape[0]:
+            return self.model.reorder_state(state, index)
+        rows, filled = self._rows(state), int(state.slot)
+        rows[:, :filled] = rows[:, :filled].index_select(0, index)  # slots not yet written stay the row's own
+        state.key_valid.copy_(state.key_valid.index_select(0, index))
+        state.position.copy_(state.position.index_select(0, index))
+        return state
 
-def _window(tokens: Tensor, state: Any, mark: bool) -> tuple:
-    """The step's inputs, the cache cut to its filled slots: views (N, nh, W, hs) of the buffers, W = slot + 1.
+    def _rows(self, state: Any) -> Tensor:
+        if self.rows is None:
+            N, S = state.key_valid.shape
+            self.rows = torch.arange(N, device=state.key_valid.device)[:, None].expand(N, S).contiguous()
+        return self.rows
+
+    def _materialize(self, state: Any) -> None:
+        """Put each beam's slots into its own cache row (for the eager step, which reads rows as they are)."""
+        if self.rows is None:
+            return
+        filled = int(state.slot)
+        for buffer in state.cache.keys + state.cache.values:
+            buffer[:, :, :filled] = gather_rows(buffer[:, :, :filled], self.rows[:, :filled])
+        self.rows = None
+
+
+def _window(tokens: Tensor, state: Any, mark: bool, rows: Tensor | None = None) -> tuple:
+    """The step's inputs, the cache cut to its filled slots: views (N, nh, W, hs) of the buffers, W = slot + 1
+    (and beam search's `rows` (N, W)).
 
     W is a dynamic size of the one graph (`mark`: tell Dynamo on the first call), so attention reads only
     the slots written so far, not the whole context: at large batches attention is memory-bound.
@@ -163,7 +235,12 @@ def _window(tokens: Tensor, state: Any, mark: bool) -> tuple:
         for t in keys + values:
             torch._dynamo.mark_dynamic(t, 2, min=2, max=S)
         torch._dynamo.mark_dynamic(key_valid, 1, min=2, max=S)
-    return tokens, key_valid, state.slot, state.position, keys, values
+    if rows is None:
+        return tokens, key_valid, state.slot, state.position, keys, values
+    rows = rows[:, :W]
+    if mark:
+        torch._dynamo.mark_dynamic(rows, 1, min=2, max=state.key_valid.shape[1])
+    return tokens, key_valid, state.slot, state.position, keys, values, rows
 
 
 def cuda_step(model: nn.Module) -> Any:

@@ -176,15 +176,19 @@ def prepare(model: Any, input_ids: Tensor, attention_mask: Tensor | None, opts: 
         state = model.reorder_state(state, index)
         logits, prefix = logits.index_select(0, index), prefix.index_select(0, index)
         ignore_prefix = None if ignore_prefix is None else ignore_prefix.index_select(0, index)
+    reorder = model.reorder_state
     if use_fast_path(model, device):
         step = CapturedStep(model, compiled=compiled)
+    elif compiled:  # beam search reorders a table of cache rows instead of the cache (CompiledStep.reorder)
+        step = CompiledStep(model, beams=opts.num_beams > 1)
+        reorder = step.reorder
     else:
-        step = CompiledStep(model) if compiled else model.step
+        step = model.step
     generator = None
     if opts.seed is not None:
         generator = torch.Generator(device=device).manual_seed(opts.seed)
     stop = StopStrings(opts.stop_list, tokenizer, prefix.shape[1]) if opts.stop_strings is not None else None
-    return Decoding(opts, prefix, logits, state, step, model.reorder_state,
+    return Decoding(opts, prefix, logits, state, step, reorder,
                     build_processors(opts, prefix.shape[1], max_new_tokens, ignore_prefix, tokenizer),
                     max_new_tokens, generator, stop,
                     sync_every if sync_every is not None else sync_interval(device, streaming))
