@@ -200,3 +200,16 @@ def test_export_hf_refuses_an_int8_run(cli, corpora, tmp_path):
     result = cli("export-hf", tmp_path / "int8", "--out", tmp_path / "hf")
     assert_one_line_error(result)
     assert "is an int8 run" in result.stderr and not (tmp_path / "hf").exists()
+
+
+def test_the_compiled_steps_int8_op_equals_the_eager_product_and_passes_opcheck():
+    """The op a compiled decode step calls (Inductor cannot hold fbgemm's packed weight) computes what eager does."""
+    from seqlab.compress.quantize import int8_linear_dynamic, quantize_per_channel
+
+    torch.manual_seed(0)
+    weight, bias, x = torch.randn(24, 16), torch.randn(24), torch.randn(3, 16)
+    layer = Int8Linear(*quantize_per_channel(weight), bias, "dynamic").eval()
+    torch.testing.assert_close(int8_linear_dynamic(x, layer.weight, layer.weight_scale, layer.bias), layer(x))
+    torch.library.opcheck(int8_linear_dynamic, (x, layer.weight, layer.weight_scale, layer.bias))
+    layer.weight.mul_(-1)  # an in-place change (load_state_dict) repacks the cached weight
+    torch.testing.assert_close(int8_linear_dynamic(x, layer.weight, layer.weight_scale, layer.bias), layer(x))

@@ -34,6 +34,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,27 @@ def _packed_weight(q: Tensor, scale: Tensor, bias: Tensor | None) -> Any:
         return torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().cpu())
 
 
+_PACKED: dict[int, tuple[weakref.ref, tuple, Any]] = {}  # id(weight) -> (weight, version key, packed weight)
+
+
+@torch.library.custom_op("seqlab::int8_linear_dynamic", mutates_args=())
+def int8_linear_dynamic(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    """`Int8Linear`'s dynamic product as one op Inductor calls as is (a compiled step cannot hold fbgemm's packed
+    weight); the packed weight is cached per weight tensor (the compiled graph's frozen constants)."""
+    key = _version_key(weight, scale, *(() if bias is None else (bias,)))
+    entry = _PACKED.get(id(weight))
+    if entry is None or entry[0]() is not weight or entry[1] != key:
+        entry = (weakref.ref(weight, lambda _, i=id(weight): _PACKED.pop(i, None)), key,
+                 _packed_weight(weight, scale, bias))
+        _PACKED[id(weight)] = entry
+    return torch.ops.quantized.linear_dynamic(x, entry[2], True)
+
+
+@int8_linear_dynamic.register_fake
+def _(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+
 class Int8Linear(nn.Module):
     """y = x W^T + b with W int8 per output channel (see the module docstring for the two methods).
 
@@ -95,7 +117,9 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (..., in) -> (..., out)."""
-        if self.method == "dynamic" and _fbgemm_usable(x) and not torch.compiler.is_compiling():
+        if self.method == "dynamic" and _fbgemm_usable(x):
+            if torch.compiler.is_compiling():  # an opaque op in the compiled step, its packed weight cached
+                return int8_linear_dynamic(x, self.weight, self.weight_scale, self.bias)
             # activations quantized per call (reduce_range: 7-bit, as torch's x86 dynamic quantization, so
             # CPUs without VNNI cannot saturate their 16-bit intermediate sums)
             return torch.ops.quantized.linear_dynamic(x, self._fbgemm_weight(), True)
