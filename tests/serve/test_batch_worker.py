@@ -23,6 +23,7 @@ from tiny_runs import (
 )
 
 from seqlab.decode import build_prompt_ids, generate, stream
+from seqlab.decode.bucketed import BucketedStep
 from seqlab.errors import SeqlabError
 from seqlab.runs import RunDir
 from seqlab.safety.policy import ReplyPolicy
@@ -114,12 +115,14 @@ def assert_same_tokens(got, expected):
 # ---------------------------------------------------------------- batching
 
 
+@pytest.mark.parametrize("compile_step", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("kind", ["lm", "rnn"])
 @pytest.mark.parametrize("strategy", [{"do_sample": False}, {"do_sample": True, "temperature": 1.0, "seed": 7}],
                          ids=["greedy", "seeded-sampling"])
-def test_a_requests_tokens_are_its_tokens_alone_in_a_busy_batch(models, kind, strategy):
+def test_a_requests_tokens_are_its_tokens_alone_in_a_busy_batch(models, kind, strategy, compile_step):
     """Rows of other prompts, lengths and options run beside it, some joining mid-way: the tokens are
-    generate()'s for the request alone, the log-probs equal up to float rounding."""
+    generate()'s for the request alone, the log-probs equal up to float rounding. With compile_step the
+    Transformer's rows step through the graphs compiled for 1, 2, 4, 8 rows (the RNN steps eagerly)."""
     served = models[kind]
     options = served.options(max_new_tokens=16, min_new_tokens=16, **strategy)
     request = GenerationRequest(PROMPTS[kind], [options], token_ids=True)
@@ -137,9 +140,11 @@ def test_a_requests_tokens_are_its_tokens_alone_in_a_busy_batch(models, kind, st
         await asyncio.gather(collect(submissions[0]), *map(collect, submissions[2:] + joined))
         return await mine
 
-    with worker_for(served) as worker:
+    with worker_for(served, compile_step=compile_step) as worker:
         texts, ends, _, tokens = run(busy(worker))
         assert worker.max_step_rows >= 4
+        assert isinstance(worker.batch.step_fn, BucketedStep) == compile_step
+        assert getattr(worker.batch.step_fn, "compiled", False) == (compile_step and kind == "lm")
     assert_same_tokens(tokens[0], generated_alone(served, PROMPTS[kind], options))
     assert ends[0].completion_tokens == 16 and ends[0].finish_reason == "length"
     # and the text is that of the one streaming generator `seqlab generate --stream` prints

@@ -32,9 +32,10 @@ def serve(
                                   "more are answered 429 (try again)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to load: best | last."),
     device: str = DeviceOpt,
-    compile_step: bool = typer.Option(False, "--compile", help="Transformer LM, beam search (num_beams > 1) only: "
-                                      "decode with the Inductor-compiled step (15-35 s to compile on the first request "
-                                      "of each shape). The continuous batch runs the eager step."),
+    compile_step: bool = typer.Option(False, "--compile", help="Transformer LM on a CPU: decode with Inductor-"
+                                      "compiled steps, one per batch size 1, 2, 4, ... up to --max-batch, compiled "
+                                      "before the server starts (tens of seconds each); beam search too (compiled on "
+                                      "its first request). Other models decode eagerly."),
 ) -> None:
     """Serve trained runs over HTTP until Ctrl-C: OpenAI's /v1/models, /v1/completions (language models) and
     /v1/chat/completions (language models and seq2seq chatbots), streaming or not; /health; and a web chat

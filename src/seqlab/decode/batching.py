@@ -19,9 +19,10 @@ step (`reorder_state` on the rows that stay; the last rows move into the holes).
 A request's tokens do not depend on the rest of the batch. Each row has its own options: processors
 built by `build_processors` from them, its own torch.Generator seeded with its seed and its own Exp(1)
 draws, its own stop strings, all as `generate` makes them for the request alone; the choice is
-`seqlab.decode.search.choose`, the one `generate` makes. Rows whose processors read neither the tokens
-nor their number, with equal settings (e.g. every request with the run's default sampling options),
-share one `choose` call: its operations are row by row, so each row gets the numbers it gets alone.
+`seqlab.decode.search.choose`, the one `generate` makes. Rows whose processors do not read the tokens,
+with equal settings (e.g. every request with the run's default sampling options) and the same
+length-dependent processors acting at this step (min_new_tokens still blocking EOS, or not), share one
+`choose` call: its operations are row by row, so each row gets the numbers it gets alone.
 What rows do share is the model's prefill and step: a row's logits in a batch equal its logits alone
 up to float rounding (matrix kernels of another batch size, attention over a longer, masked cache;
 ~1e-6), which can change a token only where two are that close.
@@ -40,6 +41,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from seqlab.decode.bucketed import BucketedStep
 from seqlab.decode.generate import _check_inputs, _fit_context, _model_device, build_processors
 from seqlab.decode.options import GenerationOptions
 from seqlab.decode.prompts import build_prompt_ids, left_pad
@@ -94,11 +96,11 @@ class Row:
         self.stop = StopStrings(options.stop_list, tokenizer, P) if options.stop_strings is not None else None
         self.text = TextPieces(tokenizer, detokenizer_context(model, prompt_ids), options.stop_list)
         self.eos = set(options.eos_ids)
-        per_row = self.processors.reads_ids or any(hasattr(p, "active") for p in self.processors)
         # rows with equal settings share one `choose`; others (their processors read the tokens) choose alone
-        self.group: Hashable = self if per_row else (_frozen(options),)
+        self.settings: Hashable | None = None if self.processors.reads_ids else _frozen(options)
+        counts = any(hasattr(p, "active") for p in self.processors)  # a processor acts by the tokens' number
         self.ids: Tensor | None = None  # (1, P + max_new_tokens) the tokens so far, when something reads them
-        if per_row or self.stop is not None:
+        if self.settings is None or counts or self.stop is not None:
             self.ids = prefix.new_zeros(1, P + max_new_tokens)
             self.ids[:, :P] = prefix
         self.length = P  # tokens so far, prompt (or decoder start token) included
@@ -111,6 +113,14 @@ class Row:
     @property
     def generated(self) -> int:
         return len(self.token_logprobs)
+
+    @property
+    def group(self) -> Hashable:
+        """Rows with equal groups share this step's `choose`: equal settings, and the same processors acting
+        after their numbers of tokens (e.g. min_new_tokens); a row whose processors read the tokens is alone."""
+        if self.settings is None:
+            return self
+        return self.settings, self.processors.plan(self.length)
 
     def draw(self, logits: Tensor) -> Tensor | None:
         """Sampling: this choice's Exp(1) draws (1, V) from the row's own generator (None for greedy)."""
@@ -148,12 +158,14 @@ class ContinuousBatch:
     share a cache slot); `tokenizer` decodes the text (and compiles stop strings and banned words).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int):
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int, compile: bool = False):
         if not hasattr(model, "merge_states"):
             raise SeqlabError(f"{type(model).__name__} cannot decode in a continuous batch: it has no merge_states")
         if max_batch < 1:
             raise SeqlabError(f"max_batch must be >= 1, got {max_batch}")
         self.model, self.tokenizer, self.max_batch = model, tokenizer, max_batch
+        # compile: the step through Inductor-compiled graphs of 1, 2, 4, ... rows (seqlab.decode.bucketed)
+        self.step_fn = BucketedStep(model, max_batch) if compile else model.step
         self.device = _model_device(model)
         self.rows: list[Row] = []  # the running rows, in the order of the state's batch
         self.state: Any = None
@@ -168,6 +180,11 @@ class ContinuousBatch:
     @property
     def free_slots(self) -> int:
         return self.max_batch - len(self)
+
+    def warm_up(self) -> None:
+        """With compile: compile the step for every size now rather than at a request's step."""
+        if isinstance(self.step_fn, BucketedStep):
+            self.step_fn.warm_up()
 
     @torch.no_grad()
     def add(self, request_id: Hashable, prompt_ids: Sequence[int], options: GenerationOptions,
@@ -214,7 +231,7 @@ class ContinuousBatch:
             tokens = torch.tensor([row.last_token for row in self.rows], device=self.device)  # (B,)
             if hasattr(self.model, "make_room"):
                 self.state = self.model.make_room(self.state)
-            step_logits, self.state = self.model.step(tokens, self.state)  # (B, V)
+            step_logits, self.state = self.step_fn(tokens, self.state)  # (B, V)
             logits.append(step_logits)
         joining, self.joining = self.joining, []
         if joining:
@@ -254,8 +271,8 @@ class ContinuousBatch:
         """`choose` for rows of one group (one row, or rows sharing processors that read no tokens)."""
         draws = [row.draw(logits) for row in rows]
         noise = None if draws[0] is None else draws[0] if len(draws) == 1 else torch.cat(draws)  # (N, V)
-        first = rows[0]
-        ids = first.ids[:, :first.length] if first.ids is not None and len(rows) == 1 else self._no_ids
+        first = rows[0]  # processors that do not read the tokens look at most at their number, equal in a group
+        ids = first.ids[:, :first.length] if first.ids is not None else self._no_ids
         tokens, log_probs = choose(logits, first.processors, ids, noise)
         return tokens.tolist(), log_probs.gather(1, tokens[:, None])[:, 0].tolist()
 

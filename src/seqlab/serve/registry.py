@@ -13,6 +13,7 @@ config; a reply's length cap defaults to the run's (`seqlab.decode.reply_length`
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ def model_ids(runs: Sequence[str | Path]) -> list[str]:
 def load_models(runs: Sequence[str | Path], device: str = "cpu", checkpoint: str = "best", max_batch: int = 8,
                 max_queue: int = 64, compile_step: bool = False) -> dict[str, ServedModel]:
     """{model id: ServedModel} for the run directories `runs`, each with its worker thread started."""
+    from seqlab.decode.bucketed import row_counts
     from seqlab.decode.reply_length import run_max_new_tokens
     from seqlab.device import resolve_device
     from seqlab.models.loading import load_model_from_run
@@ -92,7 +94,12 @@ def load_models(runs: Sequence[str | Path], device: str = "cpu", checkpoint: str
         defaults = GenerationOptions.from_config(config.decode, tokenizer, num_return_sequences=1,
                                                  max_new_tokens=run_max_new_tokens(config, run))
         policy = ReplyPolicy.from_config(config)
+        if compile_step:
+            sizes = ", ".join(map(str, row_counts(max_batch)))
+            print(f"seqlab serve: {name}: compiling the decode step for {sizes} rows (tens of seconds each)...",
+                  file=sys.stderr, flush=True)
         worker = BatchWorker(model, tokenizer, policy, max_batch=max_batch, max_queue=max_queue,
                               compile_step=compile_step, name=name)
+        worker.ready.wait()
         models[name] = ServedModel(name, model, tokenizer, config, defaults, worker, int(time.time()))
     return models

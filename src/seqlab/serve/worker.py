@@ -22,7 +22,8 @@ seed (choice i of a request with `seed` has seed + i). The thread loops while an
    beam search): the batch's rows wait that long, one search (not the queue of them) per step. E.g. 4
    beams x 64 tokens of a GPT-2-shaped 6 x 384 model take 0.4 s on 2 CPU threads, some 50 steps of a
    16-row batch (8 ms each);
-4. `step()`: one model call over every row; each row's token and text go through the choice's stop
+4. `step()`: one model call over every row (with `compile_step`, through the step compiled for 1, 2, 4, ...
+   rows, `seqlab.decode.bucketed`: the thread compiles every size before it takes a request, `ready`); each row's token and text go through the choice's stop
    strings and reply policy (`seqlab.serve.generation.ChoiceReply`) to its request's events. A row that
    ends leaves the batch; a reply the policy regenerates gets a new row at once (the flagged words banned,
    the same seed), which joins at the next step.
@@ -138,7 +139,8 @@ class BatchWorker:
             raise SeqlabError(f"--max-batch and --max-queue must be >= 1, got {max_batch} and {max_queue}")
         self.model, self.tokenizer, self.policy, self.compile_step, self.name = model, tokenizer, policy, compile_step, name
         self.max_batch, self.max_queue = max_batch, max_queue
-        self.batch = ContinuousBatch(model, tokenizer, max_batch=max_batch)
+        self.batch = self._new_batch()
+        self.ready = threading.Event()  # set once the thread serves (with compile_step: after compiling)
         self.steps = 0  # decode steps run
         self.max_step_rows = 0  # the most rows one of them ran
         self._pending: deque[Submission] = deque()  # waiting for slots, oldest first
@@ -187,6 +189,10 @@ class BatchWorker:
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)  # per thread; the engine's own no_grad covers each call too
+        try:
+            self.batch.warm_up()  # compile_step: every size of the batch's compiled step, before any request
+        finally:
+            self.ready.set()
         while True:
             with self._wake:
                 while not self._closed and not self._slots and not self._pending:
@@ -324,4 +330,7 @@ class BatchWorker:
             self._slots.remove(slot)
             self._fail(slot.submission, slot.reply.index, error)
         self._rows.clear()
-        self.batch = ContinuousBatch(self.model, self.tokenizer, max_batch=self.max_batch)
+        self.batch = self._new_batch()
+
+    def _new_batch(self) -> ContinuousBatch:
+        return ContinuousBatch(self.model, self.tokenizer, max_batch=self.max_batch, compile=self.compile_step)
