@@ -13,8 +13,8 @@ Servers, each a subprocess on 127.0.0.1 (a free port; ready once GET /health ans
 first and stopped at the end however the bench ends, with OMP_NUM_THREADS = MKL_NUM_THREADS =
 `--threads` (torch's CPU thread pools read them at start); an idle server uses no CPU:
     seqlab          `seqlab serve RUN --max-batch MAX_CLIENTS` (every client's request gets a slot at once)
-    seqlab-compile  the same with `--compile` (the Inductor-compiled step: the v1 worker decoded every reply
-                    with it; the continuous batch uses it for beam search only)
+    seqlab-compile  the same with `--compile`: the continuous batch steps through Inductor-compiled graphs
+                    of 1, 2, 4, ... MAX_CLIENTS rows (seqlab.decode.bucketed), compiled before /health answers
     hf              `transformers serve --device cpu FOLDER` (FOLDER is its FORCE_MODEL, loaded at start)
     hf-cb           the same with `--continuous-batching`
 
