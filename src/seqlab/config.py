@@ -241,7 +241,8 @@ class DistillConfig:
         "output repeats itself)", "auto")
     num_beams: int = _help("sequence-level KD with beam decoding: the teacher's beam width (1 = greedy)", 4)
     prefix_length: int = _help("sequence-level KD, language models: tokens of training text each teacher "
-                               "continuation starts from (the rest of the window is the teacher's)", 32)
+                               "continuation starts from (the rest of each context_length piece is the "
+                               "teacher's)", 32)
 
     def __post_init__(self) -> None:
         _representable(self)

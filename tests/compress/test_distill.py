@@ -144,6 +144,10 @@ def test_seq2seq_distillation_end_to_end(cli, teachers, tmp_path, kind):
     assert json.loads(r.stdout)["step"] == 6
     assert yaml.safe_load((out / "config.yaml").read_text())["distill"]["alpha"] == 0.7
     assert _generate_json(cli, out, "hello")["results"]
+    evaluated = cli("eval", out, "--json")  # an ordinary run for eval and chat too
+    assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["examples"] == 6, evaluated.stderr
+    chatted = cli("chat", out, stdin="hello\n")
+    assert chatted.exit_code == 0 and chatted.stdout.strip(), chatted.stderr
 
 
 def test_sequence_kd_targets_are_the_teachers_beam_outputs_cached_in_the_run(cli, teachers, tmp_path):
