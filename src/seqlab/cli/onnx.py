@@ -28,7 +28,7 @@ def export_onnx(
     KV cache (Transformer) or hidden state (RNN) as explicit inputs and outputs, with dynamic batch and
     length axes. The folder also holds the tokenizer and seqlab-onnx.json (the graphs' inputs and outputs,
     the run's config, the hashes of the weights they come from). Each export is checked against eager
-    decoding; the largest logit difference is reported. Needs the onnx extra: pip install 'seqlab[onnx]'."""
+    decoding; the largest logit difference is reported. Needs the onnx extra: pip install 'seqlab\\[onnx]'."""
     from seqlab.interop.onnx import export_onnx as export
 
     out = out if out is not None else run / "onnx"
@@ -38,15 +38,18 @@ def export_onnx(
         return
     model = summary["model"]
     typer.echo(f"exported run {run} -> {out} ({model['arch']}, opset {summary['opset']}, {summary['exporter']} exporter)")
-    typer.echo(f"  prefill.onnx {_size(summary['bytes']['prefill'])}, step.onnx {_size(summary['bytes']['step'])}; "
-               f"max |logit - eager| {summary['check']['max_abs_logit_diff']:.1e}")
+    typer.echo(f"  {_sizes(summary['bytes'])}; max |logit - eager| {summary['check']['max_abs_logit_diff']:.1e}")
     if "int8_graphs" in summary:
         int8_summary = summary["int8_graphs"]
-        typer.echo(f"  int8/: prefill.onnx {_size(int8_summary['bytes']['prefill'])}, step.onnx "
-                   f"{_size(int8_summary['bytes']['step'])}; max |logit - eager| "
+        typer.echo(f"  int8/: {_sizes(int8_summary['bytes'])}; max |logit - eager| "
                    f"{int8_summary['check']['max_abs_logit_diff']:.1e}")
     typer.echo(f"  decode: seqlab generate {run} --engine onnxruntime"
                + ("" if out == run / "onnx" else f" --onnx {out}") + " --prompt TEXT")
+
+
+def _sizes(sizes: dict[str, int]) -> str:
+    return (f"{_size(sizes['total'])} (prefill.onnx {_size(sizes['prefill'])}, step.onnx {_size(sizes['step'])}, "
+            f"weights.bin {_size(sizes['weights'])})")
 
 
 def _size(n: int) -> str:

@@ -1,15 +1,17 @@
 """A run's language model as two ONNX graphs, prefill and step, with the decoding state as explicit tensors.
 
     export_onnx("runs/shakespeare", "runs/shakespeare/onnx", int8=True)   # what `seqlab export-onnx` does
+    export_model(model, "/tmp/lm-onnx")                                    # a TransformerLM / RNNLanguageModel
 
 The folder it writes (`seqlab.interop.onnx_runtime` decodes with it through seqlab's one decoding engine):
 
     DIR/
       seqlab-onnx.json    what the graphs take and give (names, dtypes, axes), the run's config, the sha256 of
                           the weights and tokenizer they come from and of each graph, the exporter, the check
-      tokenizer.json      the run's tokenizer
+      tokenizer.json      the run's tokenizer (export_onnx; export_model has no run)
       prefill.onnx        prompt -> logits of the token after it, and the first state
       step.onnx           one token per row and the state -> logits of the next token, and the new state
+      weights.bin         the weights, stored once for both graphs (ONNX external data)
       int8/               (--int8) the same layout, MatMul (and LSTM) weights quantized to int8 by
                           onnxruntime.quantization.quantize_dynamic; activations stay fp32
 
@@ -67,6 +69,10 @@ FORMAT_VERSION = 1
 MANIFEST = "seqlab-onnx.json"
 TOKENIZER = "tokenizer.json"
 GRAPHS = ("prefill", "step")
+WEIGHTS = "weights.bin"  # the initializers both graphs share (ONNX external data)
+INLINE_BYTES = 1024  # smaller initializers stay inside the graph files
+PAGE = 4096
+FOLD_LIMIT = 1 << 31  # elements: fold every constant expression of the weights, however large
 KV = ("key", "value")  # the cache tensors of one Transformer layer, in this order
 INT8_DIR = "int8"
 EXPORTABLE = ("transformer_lm", "rnn_lm")
@@ -88,30 +94,52 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, int8: bool = False, ops
                 which: str = "best") -> dict[str, Any]:
     """Export the run's LM to the folder `out` (new or empty); returns the manifest plus the files' sizes."""
     require("seqlab export-onnx", ("onnxruntime", "onnxscript"))
-    from seqlab.interop.gpt2_runs import _check_new_directory, _new_directory
+    from seqlab.interop.gpt2_runs import _check_new_directory
 
     _check_new_directory(out)
-    if opset is not None and not 14 <= opset <= 23:
-        raise SeqlabError(f"--opset must be between 14 and 23 (onnxruntime's range for these graphs), got {opset}")
     run = open_run(run_dir)
     config = run.read_config()
     if config.model.arch not in EXPORTABLE:
         raise SeqlabError(f"{run_dir} holds a {config.model.arch}; export-onnx handles {' and '.join(EXPORTABLE)} "
                           "runs (Seq2Seq models are not exported yet)")
     model, tokenizer, config = load_model_from_run(run_dir, "cpu", which)
+    weights = run.best if which == "best" and run.best.is_file() else run.model
+    about = {"source": {"run": str(run_dir), "weights": weights.name, "weights_sha256": sha256_file(weights),
+                        "tokenizer_sha256": sha256_file(run.tokenizer)},
+             "config": dataclasses.asdict(config),
+             "special_tokens": {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}}
+    return export_model(model, out, int8=int8, opset=opset, about=about, tokenizer_file=run.tokenizer,
+                        name=str(run_dir))
+
+
+def export_model(model: nn.Module, out: str | Path, *, int8: bool = False, opset: int | None = None,
+                 about: dict[str, Any] | None = None, tokenizer_file: Path | None = None,
+                 name: str = "the model") -> dict[str, Any]:
+    """Export an fp32 CPU TransformerLM or RNNLanguageModel to the folder `out` (new or empty): what export_onnx
+    does once the run is loaded. `about` goes into the manifest (a run's source, config and special tokens),
+    `tokenizer_file` is copied in. Without them (a benchmark's model) `load_onnx_model` reads the folder, but
+    `generate --engine onnxruntime`, which checks the run it came from, does not. Returns `summary(out)`."""
+    require("seqlab export-onnx", ("onnxruntime", "onnxscript"))
+    from seqlab.interop.gpt2_runs import _check_new_directory, _new_directory
+    from seqlab.models.rnn_lm import RNNLanguageModel
+    from seqlab.models.transformer_lm import TransformerLM
+
+    _check_new_directory(out)
+    if opset is not None and not 14 <= opset <= 23:
+        raise SeqlabError(f"--opset must be between 14 and 23 (onnxruntime's range for these graphs), got {opset}")
+    if not isinstance(model, TransformerLM | RNNLanguageModel):
+        raise SeqlabError(f"export-onnx handles seqlab's TransformerLM and RNNLanguageModel, not {type(model).__name__}")
     not_fp32 = sorted({str(t.dtype).removeprefix("torch.") for t in model.state_dict().values()} - {"float32"})
     if not_fp32:
-        raise SeqlabError(f"{run_dir} holds {' and '.join(not_fp32)} tensors (a `seqlab quantize` run?); export the "
+        raise SeqlabError(f"{name} holds {' and '.join(not_fp32)} tensors (a `seqlab quantize` run?); export the "
                           "fp32 run it came from, with --int8 for onnxruntime's int8 graphs")
-    weights = run.best if which == "best" and run.best.is_file() else run.model
-    source = {"run": str(run_dir), "weights": weights.name, "weights_sha256": sha256_file(weights),
-              "tokenizer_sha256": sha256_file(run.tokenizer)}
+    if any(t.device.type != "cpu" for t in model.state_dict().values()):
+        raise SeqlabError(f"export {name} from the CPU (model.cpu())")
+    model = model.eval()
     with _new_directory(out) as tmp:
-        manifest = _write_graphs(model, tmp, opset or DEFAULT_OPSET)
-        manifest |= {"source": source, "config": dataclasses.asdict(config),
-                     "special_tokens": {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id,
-                                        "pad_id": tokenizer.pad_id}}
-        shutil.copyfile(run.tokenizer, tmp / TOKENIZER)
+        manifest = _write_graphs(model, tmp, opset or DEFAULT_OPSET) | (about or {})
+        if tokenizer_file is not None:
+            shutil.copyfile(tokenizer_file, tmp / TOKENIZER)
         manifest["check"] = {"max_abs_logit_diff": check_graphs(model, tmp, manifest)}
         if manifest["check"]["max_abs_logit_diff"] > CHECK_TOLERANCE:
             raise SeqlabError(f"the exported graphs' logits differ from eager decoding by "
@@ -122,17 +150,22 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, int8: bool = False, ops
     return summary(Path(out))
 
 
+def _sizes(folder: Path, manifest: dict[str, Any]) -> dict[str, int]:
+    files = {g: manifest["graphs"][g]["file"] for g in GRAPHS} | {"weights": manifest["weights"]["file"]}
+    sizes = {name: (folder / file).stat().st_size for name, file in files.items()}
+    return sizes | {"total": sum(sizes.values())}
+
+
 def summary(folder: Path) -> dict[str, Any]:
-    """The manifest of an ONNX folder with each graph file's size in bytes, and `int8_graphs`: the int8 copy's."""
+    """The manifest of an ONNX folder with each graph file's size in bytes, and `int8_graphs`: the int8 copy's
+    check and sizes."""
     from seqlab.io import read_json
 
     manifest = read_json(folder / MANIFEST)
-    result = {"out": str(folder), **manifest,
-              "bytes": {g: (folder / manifest["graphs"][g]["file"]).stat().st_size for g in GRAPHS}}
+    result = {"out": str(folder), **manifest, "bytes": _sizes(folder, manifest)}
     if (folder / INT8_DIR / MANIFEST).is_file():
         int8 = read_json(folder / INT8_DIR / MANIFEST)
-        result["int8_graphs"] = {"out": str(folder / INT8_DIR), "check": int8["check"],
-                          "bytes": {g: (folder / INT8_DIR / int8["graphs"][g]["file"]).stat().st_size for g in GRAPHS}}
+        result["int8_graphs"] = {"out": str(folder / INT8_DIR), "check": int8["check"], "bytes": _sizes(folder / INT8_DIR, int8)}
     return result
 
 
@@ -256,17 +289,51 @@ def _write_graphs(model: nn.Module, folder: Path, opset: int) -> dict[str, Any]:
     for name, graph in _graphs(model).items():
         path = folder / f"{name}.onnx"
         exporter = _export(graph, path, opset)
-        graphs[name] = {"file": path.name, "sha256": sha256_file(path), "exporter": exporter,
+        graphs[name] = {"file": path.name, "exporter": exporter,
                         "inputs": _describe(graph.inputs, graph.args), "outputs": list(graph.outputs)}
+    weights = _share_weights(folder, [g["file"] for g in graphs.values()])
+    for g in graphs.values():
+        g["sha256"] = sha256_file(folder / g["file"])
     if isinstance(model, RNNLanguageModel):
         shape = {"arch": "rnn_lm", "cell": model.cell, "n_layer": model.n_layer, "hidden_size": model.hidden_size,
                  "vocab_size": model.vocab_size, "max_length": None}
     else:
         shape = {"arch": "transformer_lm", "n_layer": model.n_layer, "vocab_size": model.vocab_size,
                  "max_length": model.max_length}
-    return {"format": FORMAT, "version": FORMAT_VERSION, "model": shape, "graphs": graphs, "opset": opset,
-            "exporter": " and ".join(sorted({g["exporter"] for g in graphs.values()})), "int8": False, "seqlab": seqlab.__version__,
-            "torch": torch.__version__}
+    return {"format": FORMAT, "version": FORMAT_VERSION, "model": shape, "graphs": graphs, "weights": weights,
+            "opset": opset, "exporter": " and ".join(sorted({g["exporter"] for g in graphs.values()})),
+            "int8": False, "seqlab": seqlab.__version__, "torch": torch.__version__}
+
+
+def _share_weights(folder: Path, files: list[str]) -> dict[str, str]:
+    """Move the graphs' large initializers into one file, WEIGHTS, each distinct tensor stored once: prefill and
+    step hold the same weights, which would otherwise be in the folder twice. ONNX's external data: a tensor
+    names the file, its offset (page-aligned, so onnxruntime can map it) and its length."""
+    import onnx
+    from onnx import numpy_helper
+
+    stored: dict[bytes, tuple[int, int]] = {}  # sha256 of the bytes -> (offset, length)
+    with open(folder / WEIGHTS, "wb") as out:
+        for file in files:
+            graph = onnx.load(str(folder / file))
+            for tensor in graph.graph.initializer:
+                raw = tensor.raw_data or numpy_helper.to_array(tensor).tobytes()
+                if len(raw) < INLINE_BYTES:
+                    continue
+                key = hashlib.sha256(raw).digest()
+                if key not in stored:
+                    out.write(b"\0" * (-out.tell() % PAGE))
+                    stored[key] = (out.tell(), len(raw))
+                    out.write(raw)
+                offset, length = stored[key]
+                for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data"):
+                    tensor.ClearField(field)
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                del tensor.external_data[:]
+                for k, v in (("location", WEIGHTS), ("offset", str(offset)), ("length", str(length))):
+                    tensor.external_data.add(key=k, value=v)
+            onnx.save(graph, str(folder / file))
+    return {"file": WEIGHTS, "sha256": sha256_file(folder / WEIGHTS)}
 
 
 def _describe(inputs: dict[str, dict[int, str]], args: tuple[Tensor, ...]) -> list[dict[str, Any]]:
@@ -281,8 +348,9 @@ def _export(graph: _Graph, path: Path, opset: int) -> str:
     names = {"input_names": list(graph.inputs), "output_names": list(graph.outputs), "opset_version": opset}
     with _quiet_exporter(), torch.no_grad():
         try:
-            program = torch.onnx.export(module, graph.args, dynamo=True, verbose=False, optimize=True,
+            program = torch.onnx.export(module, graph.args, dynamo=True, verbose=False, optimize=False,
                                         dynamic_shapes=_dynamic_shapes(graph), **names)
+            _fold_weights(program.model)
             program.save(str(path))
             return "dynamo"
         except Exception as e:  # noqa: BLE001 - any failure of the new exporter: try the old one, then give up
@@ -293,6 +361,15 @@ def _export(graph: _Graph, path: Path, opset: int) -> str:
                 raise SeqlabError(f"torch.onnx cannot export the {path.stem} graph: dynamo exporter: "
                                   f"{_first_line(e)}; TorchScript exporter: {_first_line(old)}") from None
             return "torchscript"
+
+
+def _fold_weights(model: Any) -> None:
+    """onnxscript's optimizer with no size limit on constant folding: what the exporter computes from the weights
+    (a transposed Linear weight, the LSTM's gates reordered from PyTorch's i, f, g, o to ONNX's i, o, f, c) becomes
+    an initializer, which quantize_dynamic can then quantize (onnxruntime would fold it at load anyway)."""
+    import onnxscript.optimizer
+
+    onnxscript.optimizer.optimize(model, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
 
 
 def _dynamic_shapes(graph: _Graph) -> tuple:
@@ -358,14 +435,16 @@ def _write_int8(folder: Path, manifest: dict[str, Any], model: nn.Module) -> Non
 
     target = folder / INT8_DIR
     target.mkdir()
-    graphs = {}
     for name in GRAPHS:
-        path = target / manifest["graphs"][name]["file"]
+        file = manifest["graphs"][name]["file"]
         with _quiet_exporter():
-            quantize_dynamic(folder / manifest["graphs"][name]["file"], path, weight_type=QuantType.QInt8)
-        graphs[name] = manifest["graphs"][name] | {"sha256": sha256_file(path)}
-    shutil.copyfile(folder / TOKENIZER, target / TOKENIZER)
-    int8 = manifest | {"graphs": graphs, "int8": True}
+            quantize_dynamic(folder / file, target / file, weight_type=QuantType.QInt8)
+    weights = _share_weights(target, [manifest["graphs"][name]["file"] for name in GRAPHS])
+    graphs = {name: manifest["graphs"][name] | {"sha256": sha256_file(target / manifest["graphs"][name]["file"])}
+              for name in GRAPHS}
+    if (folder / TOKENIZER).is_file():
+        shutil.copyfile(folder / TOKENIZER, target / TOKENIZER)
+    int8 = manifest | {"graphs": graphs, "weights": weights, "int8": True}
     int8["check"] = {"max_abs_logit_diff": check_graphs(model, target, int8)}  # int8 rounding: ~1e-2, no limit
     write_json(target / MANIFEST, int8)
 

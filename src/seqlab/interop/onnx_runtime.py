@@ -168,7 +168,7 @@ def _left_pad(t: Tensor, length: int, dim: int) -> Tensor:
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The folder's manifest, after checking it is a seqlab ONNX folder whose graphs are whole."""
+    """The folder's manifest, after checking it is a seqlab ONNX folder whose graphs and weights are whole."""
     import json
 
     folder = Path(folder)
@@ -179,7 +179,8 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         raise SeqlabError(f"{folder} is not an ONNX folder from seqlab export-onnx (no {MANIFEST})")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        ok = manifest.get("format") == FORMAT and all(g in manifest["graphs"] for g in GRAPHS)
+        ok = (manifest.get("format") == FORMAT and all(g in manifest["graphs"] for g in GRAPHS)
+              and "file" in manifest["weights"])
     except (ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
         ok = False
     if not ok:
@@ -187,11 +188,11 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if manifest.get("version") != FORMAT_VERSION:
         raise SeqlabError(f"{folder} is in ONNX folder format version {manifest.get('version')}; this seqlab reads "
                           f"version {FORMAT_VERSION}: export the run again")
-    for name in GRAPHS:
-        graph = folder / manifest["graphs"][name]["file"]
-        if not graph.is_file() or sha256_file(graph) != manifest["graphs"][name]["sha256"]:
-            state = "missing" if not graph.is_file() else "damaged (its sha256 is not the manifest's)"
-            raise SeqlabError(f"{graph} is {state}; export the run again (seqlab export-onnx)")
+    for entry in [manifest["graphs"][name] for name in GRAPHS] + [manifest["weights"]]:
+        path = folder / entry["file"]
+        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+            state = "missing" if not path.is_file() else "damaged (its sha256 is not the manifest's)"
+            raise SeqlabError(f"{path} is {state}; export the run again (seqlab export-onnx)")
     return manifest
 
 
