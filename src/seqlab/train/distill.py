@@ -32,6 +32,7 @@ The student uses the teacher's tokenizer; a config whose data section would need
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
 import time
@@ -279,7 +280,7 @@ def batch_starts(n: int, what: str) -> Iterator[int]:
 
 def lm_teacher_stream(teacher: torch.nn.Module, ids: torch.Tensor, context_length: int, prefix_length: int,
                       search: dict[str, Any], tokenizer: Tokenizer, device: torch.device) -> torch.Tensor:
-    """The train stream `ids` (N,) rewritten by the teacher window by window (see the module docstring)."""
+    """The train stream `ids` (N,) rewritten by the teacher piece by piece (see the module docstring)."""
     window = context_length  # as many tokens as the teacher sees at once
     n = ids.numel() // window
     prompts = ids[:n * window].view(n, window)[:, :prefix_length]  # (n, P)
@@ -336,8 +337,6 @@ def distilled_pairs(cfg: Config, run: RunDir, teacher: torch.nn.Module, teacher_
 
 
 def _digest(value: Any) -> str:
-    import hashlib
-
     return hashlib.sha256(json.dumps(value).encode()).hexdigest()
 
 
