@@ -60,8 +60,13 @@ def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True, 
     if not path.is_file():
         raise SeqlabError(f"no weights at {path}")
     module = _unwrap(model)
-    stored, _ = read_tensors(path, hint)
+    stored, metadata = read_tensors(path, hint)
     expected = module.state_dict()
+    from seqlab.compress.quantize import RECORD_KEY
+
+    if RECORD_KEY in metadata and not any(t.dtype == torch.int8 for t in expected.values()):
+        raise SeqlabError(f"{path} holds int8 weights (seqlab quantize), which a float model cannot load or train; "
+                          "use the run they were quantized from")
     ties: dict[tuple, list[str]] = {}
     for name, t in expected.items():
         ties.setdefault(_identity(t), []).append(name)

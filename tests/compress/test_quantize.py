@@ -213,3 +213,14 @@ def test_the_compiled_steps_int8_op_equals_the_eager_product_and_passes_opcheck(
     torch.library.opcheck(int8_linear_dynamic, (x, layer.weight, layer.weight_scale, layer.bias))
     layer.weight.mul_(-1)  # an in-place change (load_state_dict) repacks the cached weight
     torch.testing.assert_close(int8_linear_dynamic(x, layer.weight, layer.weight_scale, layer.bias), layer(x))
+
+
+def test_a_float_model_refuses_int8_weights_in_one_line(cli, runs, tmp_path):
+    """`seqlab train --init-from INT8_RUN` and the like: a float model cannot load (or train) int8 weights."""
+    from seqlab.checkpoint import load_weights
+    from seqlab.errors import SeqlabError
+
+    _quantize(cli, runs["lstm_lm"], tmp_path / "int8")
+    fp32, _, _ = load_model_from_run(runs["lstm_lm"])
+    with pytest.raises(SeqlabError, match="holds int8 weights .* use the run they were quantized from"):
+        load_weights(fp32, tmp_path / "int8" / "model.safetensors")
