@@ -23,10 +23,12 @@ def quantize(
     """Quantize a run's weights to int8 (one scale per output channel) and write them as a new run.
 
     Every Linear, Embedding and LSTM / GRU / RNN matrix becomes int8; biases and LayerNorms stay fp32.
-    The new run holds the source's config and tokenizer and an int8 model.safetensors recording the
-    method: `seqlab generate`, `chat`, `eval` and `serve` use it like any run. JSON keys: run, source,
-    checkpoint, arch, dtype, method, quantized (modules per kind), source_bytes, int8_bytes, smaller,
-    seconds.
+
+    The new run holds the source's config and tokenizer and an int8 model.safetensors that records the method:
+    `seqlab generate`, `chat`, `eval` and `serve` use it like any run.
+
+    JSON keys: run, source, checkpoint, arch, dtype, method, quantized (modules per kind), source_bytes,
+    int8_bytes, smaller, seconds.
     """
     from seqlab.compress.quantize import quantize_run
 

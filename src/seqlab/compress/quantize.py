@@ -19,7 +19,13 @@ Two methods compute with them (`METHODS`):
 An Embedding row is dequantized on lookup (e[t] = q[t] s[t]) by both. Where the int8 kernels do not
 exist (no fbgemm: a CUDA tensor, an ARM build) `dynamic` computes as `weight-only`; torch has no int8
 Elman RNN, and `weight-only` recurrent layers dequantize their matrices once when first run, so for
-those the int8 file saves disk, not time.
+those the int8 file saves disk, not time. Measured on a 2-core CPU (docs/compress.md): `dynamic` decodes
+a 6 x 384 GPT-2 1.2-2x and a 2 x 512 LSTM 2.5-3.5x faster than fp32, at +0.2% perplexity;
+`weight-only` runs at about fp32's speed or slower (its product converts the weight on every call).
+
+The compiled decode step (`seqlab.decode.compiled`) keeps `dynamic`'s fbgemm product as one opaque op
+(`int8_linear_dynamic`): Inductor can neither trace fbgemm's packed weight nor keep an int8 -> fp32
+conversion (its freezing folds it into an fp32 constant, so compiled `weight-only` runs at fp32's speed).
 
 The saved weights file is ordinary safetensors (int8 `NAME` + fp32 `NAME_scale`); its metadata holds
 the record `{"dtype": "int8", "method": ...}` under `RECORD_KEY`, which is how a loader knows to build
