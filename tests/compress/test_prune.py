@@ -83,6 +83,7 @@ def test_structured_pruning_shrinks_the_model_which_builds_from_its_new_config(c
     model = built(cfg)
     pruned, pruned_cfg = prune(model, cfg, 0.5, structured)
     assert {key: getattr(pruned_cfg, key) for key in sizes} == sizes
+    assert not any(m.training for m in pruned.modules())  # the new layers too are in eval mode, as the model was
     rebuilt = build_model(pruned_cfg, V, **IDS).eval()
     rebuilt.load_state_dict(pruned.state_dict())  # strict: every name and shape as the config builds them
     assert torch.equal(logits(rebuilt, X), logits(pruned, X))

@@ -91,21 +91,27 @@ def prune(model: nn.Module, cfg: ModelConfig, amount: float,
         return pruned, cfg
     _, keep = kept_units(cfg, amount, structured)
     pruned = copy.deepcopy(model)
+    pruned_cfg = _prune_structure(pruned, cfg, structured, keep)
+    return pruned.train(model.training), pruned_cfg  # the new layers in the mode of the others
+
+
+def _prune_structure(pruned: nn.Module, cfg: ModelConfig, structured: str, keep: int) -> ModelConfig:
+    """Remove all but `keep` units of each layer of `pruned`, in place; the config that builds the result."""
     if structured == "heads":
         head_dim = cfg.head_dim or cfg.n_embd // cfg.n_head
         for block, inputs, out in _attentions(pruned):
             _prune_heads(block, inputs, out, keep, head_dim)
         if hasattr(pruned, "n_head"):
             pruned.n_head = keep
-        return pruned, dataclasses.replace(cfg, n_head=keep, head_dim=head_dim)
+        return dataclasses.replace(cfg, n_head=keep, head_dim=head_dim)
     if cfg.arch == "rnn_lm":
         _prune_recurrent_units(pruned, keep)
-        return pruned, dataclasses.replace(cfg, hidden_size=keep)
+        return dataclasses.replace(cfg, hidden_size=keep)
     for mlp, up, down in _mlps(pruned):
         _prune_mlp_units(mlp, up, down, keep)
     if hasattr(pruned, "mlp_width"):
         pruned.mlp_width = keep
-    return pruned, dataclasses.replace(cfg, mlp_width=keep)
+    return dataclasses.replace(cfg, mlp_width=keep)
 
 
 # ----------------------------------------------------------------------------- unstructured
