@@ -12,10 +12,11 @@ import sys
 import pytest
 import torch
 from conftest import assert_one_line_error
-from tiny_runs import LM, SEQ2SEQ, config_for, make_run, write_pairs_corpus, write_text_corpus
+from tiny_runs import LINES, LM, SEQ2SEQ, config_for, make_run, write_pairs_corpus, write_text_corpus
 
 from seqlab.checkpoint import save_weights
 from seqlab.decode import generate, left_pad
+from seqlab.eval.perplexity import lm_nll
 from seqlab.interop.onnx_runtime import OnnxLM, load_onnx_model
 from seqlab.models.loading import load_model_from_run
 
@@ -127,6 +128,18 @@ def test_prefill_and_step_logits_match_eager(exported):
             expected, state = model.step(tokens, state)
             got, onnx_state = onnx_model.step(tokens, onnx_state)
             assert_logits_close(got, expected)
+
+
+def test_teacher_forced_logits_match_eager_forward(exported):
+    """`model(idx)` through the step graph, and the perplexity evaluation that calls it."""
+    run, model, tokenizer, _ = exported
+    ids = torch.tensor([tokenizer.encode(PROMPTS[1])] * 2)
+    with torch.no_grad():
+        expected = model(ids)  # (B, T, V)
+    onnx_model = load_onnx_model(run / "onnx")
+    assert_logits_close(onnx_model(ids), expected)
+    stream = torch.tensor(tokenizer.encode(" ".join(LINES)))
+    assert lm_nll(onnx_model, stream, 16) == pytest.approx(lm_nll(model, stream, 16), rel=1e-5)
 
 
 @pytest.mark.parametrize("options", [dict(), dict(num_beams=4, early_stopping="never"),

@@ -53,6 +53,7 @@ class OnnxLM:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: stderr is for seqlab's messages
         self.folder, self.manifest = folder, manifest
+        self._device_marker = torch.empty(0)
         self.sessions = {}
         for name in GRAPHS:
             path = folder / manifest["graphs"][name]["file"]
@@ -66,12 +67,26 @@ class OnnxLM:
         self.arch, self.vocab_size, self.max_length = shape["arch"], shape["vocab_size"], shape["max_length"]
         self.int8 = bool(manifest.get("int8"))
 
+    training = False
+
     def parameters(self) -> Iterator[Tensor]:
-        """No torch parameters: the engine places its tensors on the CPU, where onnxruntime runs."""
-        return iter(())
+        """One empty CPU tensor, no weights: the decoding engine and the evaluators take the device of a model's
+        first parameter for their tensors, and onnxruntime runs on the CPU."""
+        return iter((self._device_marker,))
 
     def eval(self) -> OnnxLM:
         return self
+
+    def __call__(self, idx: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V) for token ids (B, T), as `model(idx)` gives them: for perplexity
+        (seqlab.eval). The folder has no full-sequence graph, so position t's logits come from the step graph
+        after tokens 0..t (prefill of the first token, then one step per token): exact, but T graph calls."""
+        logits, state = self.prefill(idx[:, :1], None, 0)  # (B, V)
+        out = [logits]
+        for t in range(1, idx.shape[1]):
+            logits, state = self.step(idx[:, t], state)
+            out.append(logits)
+        return torch.stack(out, dim=1)  # (B, T, V)
 
     def _run(self, graph: str, feed: dict[str, Tensor]) -> list[Tensor]:
         arrays = {name: t.contiguous().numpy() for name, t in feed.items()}
