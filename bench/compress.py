@@ -219,7 +219,8 @@ def seqlab_engines(run: Path, work: Path, compile_step: bool, wanted: Callable[[
         for method in methods:
             out = work / f"run-int8-{method}"
             try:
-                seqlab("quantize", run, "--out", out, "--method", method)
+                if not out.is_dir():
+                    seqlab("quantize", run, "--out", out, "--method", method)
                 engines.append(SeqlabEngine(f"seqlab-int8-{method}", from_run(out), compile_step))
             except SystemExit as e:
                 skipped.append({"engine": f"seqlab-int8-{method}", "skipped": str(e).splitlines()[0]})
@@ -231,7 +232,8 @@ def seqlab_engines(run: Path, work: Path, compile_step: bool, wanted: Callable[[
             from seqlab.interop.onnx_runtime import load_onnx_model
 
             folder = work / "onnx"
-            seqlab("export-onnx", run, "--out", folder, "--int8")
+            if not folder.is_dir():
+                seqlab("export-onnx", run, "--out", folder, "--int8")
             for name in onnx:  # export-onnx --int8 writes onnxruntime's int8 copy into FOLDER/int8
                 path = folder / "int8" if name == "onnx-int8" else folder
                 engines.append(SeqlabEngine(name, lambda threads, path=path: load_onnx_model(path, threads=threads),
@@ -288,8 +290,11 @@ def measure_column(engines: list, name: str, args: argparse.Namespace, vocab: in
 
 def speed(args: argparse.Namespace, work: Path) -> list[dict]:
     run = work / "run"
-    train_run(run, args, steps=0)
-    ct2 = export_for_ctranslate2(run, work)
+    if (work / "ct2-int8" / "model.bin").is_file():  # a --work folder of an earlier run of the same shape
+        ct2 = {name: work / name for name in ("ct2-fp32", "ct2-int8")}
+    else:
+        train_run(run, args, steps=0)
+        ct2 = export_for_ctranslate2(run, work)
     names = set(args.engines.split(",")) if args.engines else None
 
     def wanted(name: str) -> bool:
@@ -315,12 +320,13 @@ def speed(args: argparse.Namespace, work: Path) -> list[dict]:
 # ---------------------------------------------------------------- quality
 
 def weight_bytes(path: Path) -> int:
-    """The bytes of a run's weights (best.safetensors, else model.safetensors) or of an ONNX folder's graphs."""
+    """The bytes of a run's weights (best.safetensors, else model.safetensors) or of an ONNX folder's graphs
+    and their external weights."""
     if (path / "best.safetensors").is_file():
         return (path / "best.safetensors").stat().st_size
     if (path / "model.safetensors").is_file():
         return (path / "model.safetensors").stat().st_size
-    return sum(f.stat().st_size for f in path.glob("*.onnx*"))
+    return sum(f.stat().st_size for pattern in ("*.onnx", "*.bin") for f in path.glob(pattern))  # graphs + weights.bin
 
 
 def evaluate(run: Path, extra: tuple = ()) -> dict:
@@ -492,7 +498,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run", type=Path, default=None, help="quality: a trained fp32 run of the bench's shape to use")
     p.add_argument("--train-steps", type=int, default=2000, help="quality: steps of the fp32 run and the students")
     p.add_argument("--chatbot-run", type=Path, default=None, help="quality: also a chatbot run's variants, scored by BLEU")
-    p.add_argument("--work", type=Path, default=None, help="a directory for the runs and models (default: temporary)")
+    p.add_argument("--work", type=Path, default=None,
+                   help="a directory for the runs and models (default: temporary); speed: reused when it holds them")
     args = p.parse_args(argv)
     if args.quick:
         args.n_layer, args.n_head, args.n_embd, args.context = 1, 2, 32, 64
