@@ -158,25 +158,40 @@ class Beams:
         totals = (log_probs.view(B, nb, V) + self.running_scores[:, :, None]).view(B, nb * V)
         cand_scores, cand = _candidates(totals, self.K, self.do_sample, self.generator)  # (B, K)
         parent, tokens = cand // V, cand % V  # beam index within the input, token id
-        cand_seqs = _pick(self.running, parent)  # (B, K, L)
-        cand_seqs.index_copy_(2, self.column, tokens[:, :, None])
-        cand_logprobs = _pick(self.running_logprobs, parent)  # (B, K, new)
-        cand_logprobs.index_copy_(2, self.column - self.P, model_log_probs.view(B, nb * V).gather(1, cand)[:, :, None])
-        hits = self._hits(cand_seqs, tokens, last)  # (B, K)
+        cand_token_logprobs = model_log_probs.view(B, nb * V).gather(1, cand)  # (B, K)
+        # when the host syncs every step anyway and the hits need only the tokens (no stop strings), the
+        # candidates' whole rows are built only on the few steps where one of them may finish
+        host = self.sync_every == 1 and self.stop is None
+        if host:
+            hits = self._hits(None, tokens, last)  # (B, K)
+            offered = hits & self.top_nb[None, :]
+            merge = bool(offered.any())
+        if not host or merge:
+            cand_seqs, cand_logprobs = self._candidate_rows(parent, tokens, cand_token_logprobs)
+        if not host:
+            hits = self._hits(cand_seqs, tokens, last)
+            offered = hits & self.top_nb[None, :]
+            merge = self.sync_every > 1 or bool(offered.any())
 
         # 2. next running beams: the best candidates that did not hit
         alive_scores = cand_scores + hits.to(torch.float32) * NEG
         keep = torch.topk(alive_scores, nb).indices  # (B, nb)
-        self.running.copy_(_pick(cand_seqs, keep))
-        self.running_logprobs.copy_(_pick(cand_logprobs, keep))
+        kept_parent = parent.gather(1, keep)  # (B, nb)
+        if host and not merge:  # the kept candidates' rows straight from their parents, then their token
+            self.running.copy_(_pick(self.running, kept_parent))
+            self.running.index_copy_(2, self.column, tokens.gather(1, keep)[:, :, None])
+            self.running_logprobs.copy_(_pick(self.running_logprobs, kept_parent))
+            self.running_logprobs.index_copy_(2, self.column - self.P, cand_token_logprobs.gather(1, keep)[:, :, None])
+        else:
+            self.running.copy_(_pick(cand_seqs, keep))
+            self.running_logprobs.copy_(_pick(cand_logprobs, keep))
         self.running_scores.copy_(alive_scores.gather(1, keep))
-        beam_idx = (parent.gather(1, keep) + self.beam_offset).view(B * nb)
+        beam_idx = (kept_parent + self.beam_offset).view(B * nb)
 
         # 3. the top-nb hitting candidates may enter the finished list (when the host syncs every step
         #    anyway, skip the merge on the many steps where nothing finishes)
         generated = self.column + 1 - self.P  # (1,) tokens generated, this one included
-        offered = hits & self.top_nb[None, :]
-        if self.sync_every > 1 or bool(offered.any()):
+        if merge:
             full = self.finished.flags.all(dim=-1, keepdim=True) & (self.early_stopping is True)
             self.finished.offer(cand_seqs, cand_scores, cand_logprobs, offered, generated, self.penalty,
                                 (full, ~self.can_improve))
@@ -194,7 +209,16 @@ class Beams:
             self.state = self.reorder(self.state, beam_idx)
         return self.tokens
 
-    def _hits(self, cand_seqs: Tensor, tokens: Tensor, last: bool) -> Tensor:
+    def _candidate_rows(self, parent: Tensor, tokens: Tensor, token_logprobs: Tensor) -> tuple[Tensor, Tensor]:
+        """Each candidate's whole row (B, K, L) and its tokens' log-probabilities (B, K, new): its parent
+        beam's, with the candidate's token (and its log-probability) at this step's column."""
+        cand_seqs = _pick(self.running, parent)  # (B, K, L)
+        cand_seqs.index_copy_(2, self.column, tokens[:, :, None])
+        cand_logprobs = _pick(self.running_logprobs, parent)  # (B, K, new)
+        cand_logprobs.index_copy_(2, self.column - self.P, token_logprobs[:, :, None])
+        return cand_seqs, cand_logprobs
+
+    def _hits(self, cand_seqs: Tensor | None, tokens: Tensor, last: bool) -> Tensor:
         """(B, K) bool: the candidate ends in EOS or a stop string, or fills the last position."""
         if last:
             return torch.ones_like(tokens, dtype=torch.bool)
