@@ -130,6 +130,17 @@ def test_prefill_and_step_logits_match_eager(exported):
             assert_logits_close(got, expected)
 
 
+def test_merged_states_step_like_each_alone(exported):
+    """merge_states (continuous batching): prompts of different lengths prefilled apart, then stepped together."""
+    run, _, tokenizer, _ = exported
+    onnx_model = load_onnx_model(run / "onnx")
+    firsts = [onnx_model.prefill(torch.tensor([tokenizer.encode(p)]), None, 4) for p in PROMPTS]
+    tokens = [logits.argmax(-1) for logits, _ in firsts]  # 2 x (1,)
+    alone = torch.cat([onnx_model.step(t, state)[0] for t, (_, state) in zip(tokens, firsts, strict=True)])
+    together, _ = onnx_model.step(torch.cat(tokens), onnx_model.merge_states(firsts[0][1], firsts[1][1]))
+    assert_logits_close(together, alone)
+
+
 def test_teacher_forced_logits_match_eager_forward(exported):
     """`model(idx)` through the step graph, and the perplexity evaluation that calls it."""
     run, model, tokenizer, _ = exported
