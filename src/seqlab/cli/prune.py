@@ -217,10 +217,12 @@ def _print_report(s: dict[str, Any]) -> None:
     typer.echo(f"pruned {s['run']} -> {s['out']} ({s['method']}, amount {s['amount']:g})")
     for key, (before, after) in s["model"].items():
         typer.echo(f"  model.{key}: {before} -> {after}")
-    typer.echo(f"  parameters: {params['before']:,} -> {params['after']:,} ({nonzero['after']:,} nonzero, "
-               f"{s['sparsity']:.1%} of the prunable matrices are zero)")
+    zeros = "" if s["method"] != "unstructured" else f", {s['sparsity']:.1%} of the prunable matrices are zero"
+    typer.echo(f"  parameters: {params['before']:,} -> {params['after']:,} ({nonzero['after']:,} nonzero{zeros})")
     typer.echo(f"  weights file: {size['before']:,} -> {size['after']:,} bytes")
     line = f"  val perplexity: {ppl['original']:.3f} (original), {ppl['pruned']:.3f} (pruned)"
     if "finetuned" in ppl:
         line += f", {ppl['finetuned']:.3f} (after {s['finetune_steps']} fine-tuning steps)"
+        if s["method"] == "unstructured":
+            line += f"; still {s['sparsity_after_finetune']:.1%} zero"
     typer.echo(line)
