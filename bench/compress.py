@@ -32,8 +32,10 @@ returning the best hypothesis. Every engine's output is checked to hold batch x 
 greedy and beam columns `E_same_tokens` says whether engine E chose seqlab's fp32 tokens (int8 engines
 may differ where two tokens' scores are close).
 
-Protocol: for each T of `--threads` (torch.set_num_threads(T); CTranslate2 intra_threads = T;
-onnxruntime intra_op_num_threads = T), for each column: one warm-up call per engine (it compiles
+Protocol: for each T of `--threads`, a process of its own (Inductor writes the thread count into the
+compiled step's C++ kernels when it compiles them; each process has its own Inductor cache) with
+torch.set_num_threads(T), CTranslate2 intra_threads = T and onnxruntime intra_op_num_threads = T;
+in it, for each column: one warm-up call per engine (it compiles
 seqlab's step once per batch size and lets CTranslate2's oneDNN kernels be generated for every
 length), then `--repeats` rounds, each calling every engine once in a new order, so that the
 engines share the load of a busy machine alike.
@@ -295,6 +297,14 @@ def speed(args: argparse.Namespace, work: Path) -> list[dict]:
     else:
         train_run(run, args, steps=0)
         ct2 = export_for_ctranslate2(run, work)
+    if len(args.threads) > 1:  # one process per thread count, each reusing this run and its conversions
+        for threads in args.threads:
+            env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(work / f"inductor-{threads}"))
+            done = subprocess.run([sys.executable, __file__, *args.argv, "--threads", str(threads), "--work", str(work)],
+                                  env=env)
+            if done.returncode != 0:
+                raise SystemExit(f"the {threads}-thread run failed ({done.returncode})")
+        return []
     names = set(args.engines.split(",")) if args.engines else None
 
     def wanted(name: str) -> bool:
@@ -483,8 +493,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=("speed", "quality"), default="speed")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 1 layer x 32, 8 new tokens, 1 round, 1 thread, eager seqlab (no compile)")
-    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+                   help="smoke run: 1 layer x 32, 8 new tokens, 1 round, 1 thread unless --threads, eager seqlab")
+    p.add_argument("--threads", default=None, help="comma-separated thread counts (default 1,2; --quick: 1)")
     p.add_argument("--columns", default=",".join(COLUMNS), help="comma-separated subset of " + ", ".join(COLUMNS))
     p.add_argument("--engines", default=None, help="comma-separated subset of the engines (default: all available)")
     p.add_argument("--repeats", type=int, default=3, help="rounds after the warm-up; each runs every engine once")
@@ -501,11 +511,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=None,
                    help="a directory for the runs and models (default: temporary); speed: reused when it holds them")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
         args.n_layer, args.n_head, args.n_embd, args.context = 1, 2, 32, 64
-        args.new_tokens, args.repeats, args.threads, args.no_compile = 8, 1, "1", True
+        args.new_tokens, args.repeats, args.no_compile = 8, 1, True
         args.train_steps = min(args.train_steps, 2)
-    args.threads = [int(t) for t in args.threads.split(",")]
+    args.threads = [int(t) for t in (args.threads or ("1" if args.quick else "1,2")).split(",")]
     args.columns = args.columns.split(",")
     unknown = sorted(set(args.columns) - set(COLUMNS))
     if unknown:
@@ -519,7 +530,9 @@ def main(argv: list[str] | None = None) -> None:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-compress-")))
         work.mkdir(parents=True, exist_ok=True)
         if args.part == "speed":
-            print(summary(speed(args, work)), file=sys.stderr)
+            rows = speed(args, work)
+            if rows:
+                print(summary(rows), file=sys.stderr)
         else:
             rows = quality(args, work)
             print("compress quality: " + "; ".join(f"{r['variant']} {r.get('val_ppl', r.get('bleu'))}" for r in rows),
