@@ -10,6 +10,7 @@ import torch
 from conftest import assert_one_line_error
 from tiny_runs import (
     LM,
+    SEQ2SEQ,
     config_for,
     make_run,
     one_thread,  # noqa: F401 - an autouse fixture
@@ -31,7 +32,7 @@ ROTARY_LM = ModelConfig(arch="transformer_lm", n_layer=2, n_head=4, n_embd=32, c
 SEQ2SEQ_TRANSFORMER = ModelConfig(arch="seq2seq_transformer", n_layer=2, n_head=4, n_embd=32, context_length=16)
 LSTM_LM = ModelConfig(arch="rnn_lm", cell="lstm", n_layer=2, n_embd=32, hidden_size=32)  # tied, no projection
 GRU_LM = ModelConfig(arch="rnn_lm", cell="gru", n_layer=2, n_embd=16, hidden_size=32, tie_embeddings=False)
-SEQ2SEQ_RNN = ModelConfig(arch="seq2seq_rnn", cell="gru", n_layer=1, n_embd=16, hidden_size=32)
+SEQ2SEQ_RNN = ModelConfig(arch="seq2seq_rnn", cell="gru", n_layer=1, n_embd=16, hidden_size=24)
 
 
 def built(cfg: ModelConfig, seed: int = 0) -> torch.nn.Module:
@@ -74,7 +75,8 @@ STRUCTURED = [(TRANSFORMER_LM, "heads", {"n_head": 2, "head_dim": 8}),
               (SEQ2SEQ_TRANSFORMER, "heads", {"n_head": 2, "head_dim": 8}),
               (SEQ2SEQ_TRANSFORMER, "neurons", {"mlp_width": 64}),
               (LSTM_LM, "neurons", {"hidden_size": 16}),
-              (GRU_LM, "neurons", {"hidden_size": 16})]
+              (GRU_LM, "neurons", {"hidden_size": 16}),
+              (SEQ2SEQ_RNN, "neurons", {"hidden_size": 12})]
 
 
 @pytest.mark.parametrize("cfg, structured, sizes", STRUCTURED,
@@ -90,6 +92,59 @@ def test_structured_pruning_shrinks_the_model_which_builds_from_its_new_config(c
     stored = sum(t.numel() for t in {id(t): t for t in [*rebuilt.parameters(), *rebuilt.buffers()]}.values())
     assert parameter_count(pruned_cfg, V) == stored  # the memory estimate knows the new widths
     assert stored < parameter_count(cfg, V)
+
+
+SEQ2SEQ_RNN_CASES = [
+    ModelConfig(arch="seq2seq_rnn", cell="lstm", n_layer=2, n_embd=16, hidden_size=16, attention="luong-general",
+                tie_embeddings=False, share_embeddings=False),
+    ModelConfig(arch="seq2seq_rnn", cell="gru", n_layer=2, n_embd=16, hidden_size=16, attention="bahdanau"),
+    ModelConfig(arch="seq2seq_rnn", cell="gru", n_layer=1, n_embd=16, hidden_size=16, attention="luong-dot",
+                bidirectional=False, input_feeding=False),
+    ModelConfig(arch="seq2seq_rnn", cell="lstm", n_layer=1, n_embd=16, hidden_size=16, attention="none"),
+]
+
+
+@pytest.mark.parametrize("cfg", SEQ2SEQ_RNN_CASES, ids=lambda c: f"{c.cell}-{c.attention}-bi{c.bidirectional}")
+def test_seq2seq_rnn_units_that_never_fire_go_and_the_logits_stay(cfg):
+    """Units 1 and 9 of every layer (the second of each encoder direction) get all-zero rows in every gate on
+    both sides, so they stay exactly 0 from the zero initial state; two rows of W_c and two of Bahdanau's
+    scoring units are zero as well. Pruning 2 of 16 units removes exactly those: the logits do not change."""
+    model = built(cfg)
+    dead = torch.tensor([1, 9])
+    with torch.no_grad():
+        for rnn in (model.encoder, model.decoder):
+            gates, hidden = {"LSTM": 4, "GRU": 3}[rnn.mode], rnn.hidden_size
+            units = dead % hidden if rnn.bidirectional else dead
+            for name, p in rnn.named_parameters():  # weight_ih/hh_l{l}[_reverse], bias_ih/hh_l{l}[_reverse]
+                reverse = name.endswith("_reverse")
+                own = units[1:] if rnn.bidirectional and reverse else units[:1] if rnn.bidirectional else units
+                p.view(gates, hidden, -1)[:, own] = 0
+        if model.W_c is not None:
+            model.W_c.weight[[0, 3]] = 0
+        if cfg.attention == "bahdanau":
+            model.attn.v_a.weight[0, [2, 5]] = 0
+    pruned, pruned_cfg = prune(model, cfg, 0.125, "neurons")
+    assert pruned_cfg.hidden_size == 14
+    src, tgt = torch.randint(4, V, (3, 6)), torch.randint(4, V, (3, 5))
+    torch.testing.assert_close(pruned(src, None, tgt), model(src, None, tgt), rtol=1e-5, atol=1e-5)
+    rebuilt = build_model(pruned_cfg, V, **IDS).eval()
+    rebuilt.load_state_dict(pruned.state_dict())
+    assert torch.equal(rebuilt(src, None, tgt), pruned(src, None, tgt))
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig(arch="rnn_lm", cell="lstm", n_layer=2, n_embd=16, hidden_size=16),
+                                 ModelConfig(arch="rnn_lm", cell="gru", n_layer=2, n_embd=8, hidden_size=16,
+                                             tie_embeddings=False)], ids=lambda c: c.cell)
+def test_rnn_lm_units_that_never_fire_go_and_the_logits_stay(cfg):
+    """Units 1 and 9 of every layer have all-zero rows in every gate: they stay 0, so removing them is exact
+    (the tied LSTM gets the projection I[:, kept] in front of its output layer)."""
+    model = built(cfg)
+    with torch.no_grad():
+        for p in model.rnn.parameters():
+            p.view({"LSTM": 4, "GRU": 3}[model.rnn.mode], 16, -1)[:, [1, 9]] = 0
+    pruned, pruned_cfg = prune(model, cfg, 0.125, "neurons")
+    assert pruned_cfg.hidden_size == 14
+    torch.testing.assert_close(pruned(X), model(X), rtol=1e-5, atol=1e-5)
 
 
 def test_heads_go_by_the_norm_of_their_weights():
@@ -210,6 +265,16 @@ def test_a_seq2seq_transformer_loses_heads_and_fine_tunes(cli, tmp_path):
     assert summary["model"] == {"n_head": [4, 2], "head_dim": [None, 8]}
     assert summary["val_ppl"]["finetuned"] < summary["val_ppl"]["pruned"]
     chatted = cli("chat", tmp_path / "heads", "--device", "cpu", stdin="hello\n")
+    assert chatted.exit_code == 0, chatted.stderr
+
+
+def test_a_chatbot_loses_recurrent_units_and_still_answers(cli, tmp_path):
+    corpus = write_pairs_corpus(tmp_path / "pairs.jsonl")
+    run = make_run(tmp_path / "run", config_for(corpus, SEQ2SEQ, "pairs"))  # GRU + Luong, 32 units
+    summary = prune_json(cli, run, "--out", tmp_path / "units", "--amount", "0.25", "--structured", "neurons")
+    assert summary["model"] == {"hidden_size": [32, 24]}
+    assert summary["file_bytes"]["after"] < summary["file_bytes"]["before"]
+    chatted = cli("chat", tmp_path / "units", "--device", "cpu", stdin="hello\n")
     assert chatted.exit_code == 0, chatted.stderr
 
 

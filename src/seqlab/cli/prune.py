@@ -30,8 +30,8 @@ def prune(
                                  "entries (unstructured), of each attention's heads (--structured heads) or of each "
                                  "layer's hidden units (--structured neurons)."),
     structured: str = typer.Option(None, "--structured", help="heads (Transformers) | neurons (Transformer MLPs, "
-                                   "rnn_lm recurrent units): remove whole units so the tensors shrink. Default: "
-                                   "unstructured (zeros, same shapes)."),
+                                   "recurrent units of RNN models): remove whole units so the tensors shrink. "
+                                   "Default: unstructured (zeros, same shapes)."),
     finetune_steps: int = typer.Option(0, "--finetune-steps", help="Then fine-tune the pruned model this many steps "
                                        "on the run's own training data with the run's trainer (0 = no fine-tuning)."),
     finetune_lr: float = typer.Option(None, "--finetune-lr", help="Fine-tuning's peak learning rate (default: the "
@@ -46,8 +46,9 @@ def prune(
     layers, recurrent W_ih / W_hh; each matrix alike) becomes 0; embeddings, biases and LayerNorms are kept.
     The shapes stay, so the run is no smaller and no faster on dense kernels: only the zeros change.
     --structured heads drops the lowest-norm attention heads (the same number in every attention; model.n_head
-    shrinks, model.head_dim is kept); --structured neurons drops MLP hidden units (model.mlp_width) or an
-    rnn_lm's recurrent units (model.hidden_size). These shrink the tensors, the file and the time per token.
+    shrinks, model.head_dim is kept); --structured neurons drops MLP hidden units (model.mlp_width) or the
+    recurrent units of an RNN model, encoder and decoder alike (model.hidden_size). These shrink the tensors,
+    the file and the time per token.
 
     OUT is an ordinary run (config.yaml with the new sizes, tokenizer, weights) for generate, chat, eval and
     serve. With --finetune-steps N the pruned model trains N steps on RUN's training data with `seqlab train`'s

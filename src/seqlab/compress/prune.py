@@ -23,6 +23,10 @@ same number goes in every layer, so the config stays uniform and the run builds 
              column of W_hh and of what reads h_l (the next layer's W_ih, or the output layer)||^2; every
              layer keeps the same number (model.hidden_size). With tied embeddings and hidden_size =
              n_embd the output layer reads h directly: it gets the projection P = I[:, kept] (exact).
+             seq2seq_rnn: decoder unit j of layer l starts from the encoder's unit j of layer l, so the
+             pair goes together (scored by their gate rows; a bidirectional encoder loses as many units
+             in each direction); the attentional vector (W_c's rows) and Bahdanau's scoring units keep
+             their own best. model.hidden_size shrinks on both sides.
 """
 
 from __future__ import annotations
@@ -60,13 +64,11 @@ def kept_units(cfg: ModelConfig, amount: float, structured: str) -> tuple[int, i
     if structured == "heads" and not transformer:
         raise SeqlabError(f"--structured heads needs a Transformer (attention heads); this run is a {cfg.arch}: "
                           "use --structured neurons or unstructured pruning")
-    if structured == "neurons" and cfg.arch == "seq2seq_rnn":
-        raise SeqlabError("--structured neurons does not support seq2seq_rnn runs yet (the encoder's directions "
-                          "and the attention share the hidden size); use unstructured pruning")
     what, total = {"heads": ("attention heads", cfg.n_head),
                    "neurons": ("MLP hidden units", cfg.mlp_width or 4 * cfg.n_embd) if transformer
                    else ("recurrent hidden units", cfg.hidden_size)}[structured]
-    removed = math.floor(amount * total + 0.5)
+    halves = 2 if cfg.arch == "seq2seq_rnn" and cfg.bidirectional else 1  # each encoder direction alike
+    removed = halves * math.floor(amount * total / halves + 0.5)
     if removed >= total:
         raise SeqlabError(f"--amount {amount:g} would remove all {total} {what} of every layer; give a smaller amount")
     if removed == 0:
@@ -74,7 +76,7 @@ def kept_units(cfg: ModelConfig, amount: float, structured: str) -> tuple[int, i
                           f"give at least {0.5 / total:.3g}")
     keep = total - removed
     projected = cfg.tie_embeddings and cfg.hidden_size != cfg.n_embd  # h -> n_embd through a projection
-    if cfg.arch == "rnn_lm" and structured == "neurons" and projected and keep == cfg.n_embd:
+    if cfg.arch in ("rnn_lm", "seq2seq_rnn") and structured == "neurons" and projected and keep == cfg.n_embd:
         raise SeqlabError(f"--amount {amount:g} leaves {keep} recurrent units, model.n_embd: a tied model of that "
                           "size has no projection to hold the pruned model's output layer; give another amount")
     return total, keep
@@ -106,6 +108,9 @@ def _prune_structure(pruned: nn.Module, cfg: ModelConfig, structured: str, keep:
         return dataclasses.replace(cfg, n_head=keep, head_dim=head_dim)
     if cfg.arch == "rnn_lm":
         _prune_recurrent_units(pruned, keep)
+        return dataclasses.replace(cfg, hidden_size=keep)
+    if cfg.arch == "seq2seq_rnn":
+        _prune_seq2seq_units(pruned, keep)
         return dataclasses.replace(cfg, hidden_size=keep)
     for mlp, up, down in _mlps(pruned):
         _prune_mlp_units(mlp, up, down, keep)
@@ -283,3 +288,86 @@ def _prune_recurrent_units(model: nn.Module, keep: int) -> None:
         model.proj = _slice_linear(identity, cols=top)  # P = I[:, kept]: (E, keep)
     else:
         model.lm_head = _slice_linear(model.lm_head, cols=top)
+
+
+def _unit_rows(units: Tensor, gates: int, hidden: int) -> Tensor:
+    """The rows of `units` in every gate of a recurrent weight with `gates` blocks of `hidden` rows."""
+    return (torch.arange(gates)[:, None] * hidden + units).flatten()
+
+
+def _row_scores(w: Tensor, gates: int, hidden: int) -> Tensor:
+    """Squared norm of each unit's rows across the gates of w (g hidden, ·) -> (hidden,)."""
+    return w.view(gates, hidden, -1).pow(2).sum((0, 2))
+
+
+@torch.no_grad()
+def _prune_seq2seq_units(model: nn.Module, keep: int) -> None:
+    """seq2seq_rnn: keep `keep` of the H units in every layer, in place. Decoder unit j of layer l starts from
+    the encoder's unit j of layer l (forward units, then backward ones), and the memory is the encoder's top
+    layer, so one set K_l per layer serves both sides (half from each direction); the attentional vector o_t
+    (W_c's rows) and Bahdanau's scoring MLP keep their own best `keep`."""
+    enc, dec = model.encoder, model.decoder
+    H, L, gates = dec.hidden_size, dec.num_layers, GATES.get(dec.mode, 1)
+    half = enc.hidden_size  # units per direction
+    ew = {name: p.detach() for name, p in enc.named_parameters()}
+    dw = {name: p.detach() for name, p in dec.named_parameters()}
+    suffixes = ["", "_reverse"] if enc.bidirectional else [""]
+    kept = []  # per layer: K_l (keep,) in decoder numbering
+    for layer in range(L):
+        score = _row_scores(dw[f"weight_ih_l{layer}"], gates, H) + _row_scores(dw[f"weight_hh_l{layer}"], gates, H)
+        enc_score = torch.cat([_row_scores(ew[f"weight_ih_l{layer}{sfx}"], gates, half)
+                               + _row_scores(ew[f"weight_hh_l{layer}{sfx}"], gates, half) for sfx in suffixes])
+        score = score + enc_score  # (H,)
+        per_half = keep // len(suffixes)
+        kept.append(torch.cat([d * half + _top(score[d * half:(d + 1) * half], per_half)
+                               for d in range(len(suffixes))]))
+    top = kept[-1]
+    width = dw["weight_ih_l0"].size(1) - model.tgt_embed.embedding_dim  # decoder inputs after the embedding: 0 or H
+    o_units = top if model.W_c is None else _top(model.W_c.weight.pow(2).sum(1), keep)  # o_t's dims (keep,)
+
+    smaller_enc = type(enc)(enc.input_size, keep // len(suffixes), L, batch_first=True, dropout=enc.dropout,
+                            bidirectional=enc.bidirectional, device=top.device)
+    for layer, units in enumerate(kept):
+        for d, sfx in enumerate(suffixes):
+            own = units[(units >= d * half) & (units < (d + 1) * half)] - d * half  # this direction's units
+            rows = _unit_rows(own, gates, half)
+            w_ih = ew[f"weight_ih_l{layer}{sfx}"][rows]
+            new = {f"weight_ih_l{layer}{sfx}": w_ih if layer == 0 else w_ih[:, kept[layer - 1]],
+                   f"weight_hh_l{layer}{sfx}": ew[f"weight_hh_l{layer}{sfx}"][rows][:, own],
+                   f"bias_ih_l{layer}{sfx}": ew[f"bias_ih_l{layer}{sfx}"][rows],
+                   f"bias_hh_l{layer}{sfx}": ew[f"bias_hh_l{layer}{sfx}"][rows]}
+            for name, value in new.items():
+                getattr(smaller_enc, name).copy_(value)
+
+    E = model.tgt_embed.embedding_dim
+    feeds = top if model.attention_type == "bahdanau" else o_units  # the context, or o_{t-1} (input feeding)
+    first_inputs = torch.cat([torch.arange(E), E + feeds]) if width else torch.arange(E)
+    smaller_dec = type(dec)(E + (keep if width else 0), keep, L, batch_first=True, dropout=dec.dropout)
+    for layer, units in enumerate(kept):
+        rows = _unit_rows(units, gates, H)
+        new = {f"weight_ih_l{layer}": dw[f"weight_ih_l{layer}"][rows][:, first_inputs if layer == 0 else kept[layer - 1]],
+               f"weight_hh_l{layer}": dw[f"weight_hh_l{layer}"][rows][:, units],
+               f"bias_ih_l{layer}": dw[f"bias_ih_l{layer}"][rows],
+               f"bias_hh_l{layer}": dw[f"bias_hh_l{layer}"][rows]}
+        for name, value in new.items():
+            getattr(smaller_dec, name).copy_(value)
+    model.encoder, model.decoder = smaller_enc, smaller_dec
+
+    attn = model.attn
+    if attn is not None and attn.kind == "luong-general":
+        attn.W_a = _slice_linear(attn.W_a, rows=top, cols=top)  # (query dims, memory dims)
+    elif attn is not None and attn.kind == "bahdanau":
+        hidden = _top(attn.v_a.weight[0].abs() * (attn.W_q.weight.norm(dim=1) + attn.W_k.weight.norm(dim=1)), keep)
+        attn.W_q = _slice_linear(attn.W_q, rows=hidden, cols=top)
+        attn.W_k = _slice_linear(attn.W_k, rows=hidden, cols=top)
+        attn.v_a = _slice_linear(attn.v_a, cols=hidden)
+    if model.W_c is not None:  # W_c [a; b] with a, b each H wide: the memory's and the decoder's top units
+        model.W_c = _slice_linear(model.W_c, rows=o_units, cols=torch.cat([top, H + top]))
+    if isinstance(model.out_proj, nn.Linear):
+        model.out_proj = _slice_linear(model.out_proj, cols=o_units)
+    elif model.lm_head.weight is model.tgt_embed.weight:  # tied, H == E: o_t feeds the output layer directly
+        identity = nn.Linear(H, H, bias=False)
+        identity.weight.copy_(torch.eye(H))
+        model.out_proj = _slice_linear(identity, cols=o_units)  # P = I[:, kept]: (E, keep)
+    else:
+        model.lm_head = _slice_linear(model.lm_head, cols=o_units)
