@@ -325,8 +325,9 @@ def _prune_seq2seq_units(model: nn.Module, keep: int) -> None:
     width = dw["weight_ih_l0"].size(1) - model.tgt_embed.embedding_dim  # decoder inputs after the embedding: 0 or H
     o_units = top if model.W_c is None else _top(model.W_c.weight.pow(2).sum(1), keep)  # o_t's dims (keep,)
 
+    where = {"device": dw["weight_ih_l0"].device, "dtype": dw["weight_ih_l0"].dtype}  # the model's
     smaller_enc = type(enc)(enc.input_size, keep // len(suffixes), L, batch_first=True, dropout=enc.dropout,
-                            bidirectional=enc.bidirectional, device=top.device)
+                            bidirectional=enc.bidirectional, **where)
     for layer, units in enumerate(kept):
         for d, sfx in enumerate(suffixes):
             own = units[(units >= d * half) & (units < (d + 1) * half)] - d * half  # this direction's units
@@ -342,7 +343,7 @@ def _prune_seq2seq_units(model: nn.Module, keep: int) -> None:
     E = model.tgt_embed.embedding_dim
     feeds = top if model.attention_type == "bahdanau" else o_units  # the context, or o_{t-1} (input feeding)
     first_inputs = torch.cat([torch.arange(E), E + feeds]) if width else torch.arange(E)
-    smaller_dec = type(dec)(E + (keep if width else 0), keep, L, batch_first=True, dropout=dec.dropout)
+    smaller_dec = type(dec)(E + (keep if width else 0), keep, L, batch_first=True, dropout=dec.dropout, **where)
     for layer, units in enumerate(kept):
         rows = _unit_rows(units, gates, H)
         new = {f"weight_ih_l{layer}": dw[f"weight_ih_l{layer}"][rows][:, first_inputs if layer == 0 else kept[layer - 1]],
@@ -366,8 +367,8 @@ def _prune_seq2seq_units(model: nn.Module, keep: int) -> None:
     if isinstance(model.out_proj, nn.Linear):
         model.out_proj = _slice_linear(model.out_proj, cols=o_units)
     elif model.lm_head.weight is model.tgt_embed.weight:  # tied, H == E: o_t feeds the output layer directly
-        identity = nn.Linear(H, H, bias=False)
-        identity.weight.copy_(torch.eye(H))
+        identity = nn.Linear(H, H, bias=False, **where)
+        identity.weight.copy_(torch.eye(H, **where))
         model.out_proj = _slice_linear(identity, cols=o_units)  # P = I[:, kept]: (E, keep)
     else:
         model.lm_head = _slice_linear(model.lm_head, cols=o_units)
