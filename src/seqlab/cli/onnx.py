@@ -18,7 +18,7 @@ def export_onnx(
     out: Path = typer.Option(None, "--out", help="The folder to create (new or empty); default RUN/onnx, where "
                              "`seqlab generate RUN --engine onnxruntime` looks."),
     int8: bool = typer.Option(False, "--int8", help="Also write OUT/int8: the graphs with int8 weights "
-                              "(onnxruntime's quantize_dynamic; activations stay fp32)."),
+                              "(onnxruntime's quantize_dynamic: activations are quantized on the fly)."),
     opset: int = typer.Option(None, "--opset", help="ONNX opset of the graphs (14-23; default 18)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to export: best | last."),
     as_json: bool = JsonOpt,

@@ -12,33 +12,38 @@ The folder it writes (`seqlab.interop.onnx_runtime` decodes with it through seql
       prefill.onnx        prompt -> logits of the token after it, and the first state
       step.onnx           one token per row and the state -> logits of the next token, and the new state
       weights.bin         the weights, stored once for both graphs (ONNX external data)
-      int8/               (--int8) the same layout, MatMul (and LSTM) weights quantized to int8 by
-                          onnxruntime.quantization.quantize_dynamic; activations stay fp32
+      int8/               (--int8) the same layout after onnxruntime.quantization.quantize_dynamic: MatMul and LSTM
+                          weights int8, activations quantized to uint8 on the fly (per tensor, per call)
 
-Graph signatures (B rows, T prompt tokens, P cached positions, nh heads of hs, L layers, H hidden units):
+Graph signatures (B rows, T prompt tokens, P cached positions, nh heads of hs, L layers, H hidden units); a
+step's inputs past.X come back as outputs present.X, the prefill's outputs are present.X too:
 
     transformer_lm  prefill(input_ids (B, T) int64, attention_mask (B, T) int64)
-                      -> logits (B, V), key_valid (B, T) bool, position (B,) int64,
+                      -> logits (B, V), present.key_valid (B, T) bool, present.position (B,) int64,
                          present.{i}.key, present.{i}.value (B, nh, T, hs)      for i < L
-                    step(tokens (B,) int64, key_valid (B, P) bool, position (B,) int64,
+                    step(tokens (B,) int64, past.key_valid (B, P) bool, past.position (B,) int64,
                          past.{i}.key, past.{i}.value (B, nh, P, hs))
-                      -> logits (B, V), key_valid (B, P + 1), position (B,), present.{i}.key/value (B, nh, P + 1, hs)
-    rnn_lm          prefill(input_ids (B, T) int64) -> logits (B, V), hidden (L, B, H) [, cell (L, B, H) for the LSTM]
-                    step(tokens (B,) int64, hidden [, cell]) -> logits (B, V), hidden [, cell]
+                      -> logits (B, V), present.key_valid (B, P + 1), present.position (B,),
+                         present.{i}.key, present.{i}.value (B, nh, P + 1, hs)
+    rnn_lm          prefill(input_ids (B, T) int64) -> logits (B, V), present.hidden (L, B, H) [, present.cell]
+                    step(tokens (B,) int64, past.hidden [, past.cell]) -> logits (B, V), present.hidden [, present.cell]
 
 The Transformer's state is the model's own (`TransformerState`: the key-valid mask over cached positions,
 each row's next position id, the keys and values), except that the cache grows by one position per step
 (Concat) instead of being written in place: ONNX has no in-place update, and attention then reads only the
-positions written so far. Both graphs trace the model's own `prefill` and `step` (`_GrowingCache` stands in
-for the static cache), so left padding, positions and masks are exactly eager decoding's. A recurrent
-prefill runs unpadded prompts: the runtime adapter feeds left-padded rows in groups of equal length.
+positions written so far. Both graphs trace the model's own `prefill` (with no room for new tokens, its static
+cache is exactly the prompt) and `step` (`_GrowingCache` stands in for the static cache), so left padding,
+positions and masks are exactly eager decoding's. A recurrent prefill runs unpadded prompts: the runtime
+adapter feeds left-padded rows in groups of equal length.
 
 Exporter: `torch.onnx.export(dynamo=True)` (torch.export + onnxscript) with dynamic batch, prompt and cache
 axes; if it fails, the TorchScript exporter (deprecated by torch) writes the graph instead, and the manifest
 says which one did. Today that is the Elman RNN's prefill only: torch.export unrolls `rnn_tanh` over the
 prompt (a static length), where the TorchScript exporter emits ONNX's RNN op; LSTM and GRU become ONNX's LSTM
-and GRU ops either way, and the Transformer's step (in-place `index_fill_`) only exports with dynamo. Every export is checked: prefill and three steps
-of a left-padded batch through onnxruntime against eager, the largest logit difference kept in the manifest.
+and GRU ops either way, and the Transformer's step (in-place `index_fill_`) only exports with dynamo. The
+dynamo graphs are then constant-folded without a size limit (`_fold_weights`). Every export is checked:
+prefill and three steps of a left-padded batch through onnxruntime against eager, the largest logit
+difference kept in the manifest.
 """
 
 from __future__ import annotations
@@ -165,7 +170,8 @@ def summary(folder: Path) -> dict[str, Any]:
     result = {"out": str(folder), **manifest, "bytes": _sizes(folder, manifest)}
     if (folder / INT8_DIR / MANIFEST).is_file():
         int8 = read_json(folder / INT8_DIR / MANIFEST)
-        result["int8_graphs"] = {"out": str(folder / INT8_DIR), "check": int8["check"], "bytes": _sizes(folder / INT8_DIR, int8)}
+        result["int8_graphs"] = {"out": str(folder / INT8_DIR), "check": int8["check"],
+                                 "bytes": _sizes(folder / INT8_DIR, int8)}
     return result
 
 
@@ -173,9 +179,9 @@ def summary(folder: Path) -> dict[str, Any]:
 
 
 class _GrowingCache:
-    """The KV cache of an exported graph: layer i holds its past keys / values (B, nh, P, hs) and `write`
-    appends the new ones (B, nh, T, hs) -> (B, nh, P + T, hs). Stands in for StaticKVCache inside the
-    model's `prefill` / `step`, which call only `write` (and read `keys` / `values` back as the new state)."""
+    """The KV cache of the step graph: layer i holds its past keys / values (B, nh, P, hs) and `write` appends
+    the new ones (B, nh, T, hs) -> (B, nh, P + T, hs). Stands in for StaticKVCache inside the model's `step`,
+    which calls only `write` (the graph returns `keys` / `values` as the new state)."""
 
     def __init__(self, keys: list[Tensor | None], values: list[Tensor | None]):
         self.keys, self.values = list(keys), list(values)
