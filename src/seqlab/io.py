@@ -7,6 +7,7 @@ directory, flush + fsync, then `os.replace`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -205,3 +206,12 @@ def decode_utf8(data: bytes, name: str, offset: int = 0) -> str:
     except UnicodeDecodeError as e:
         raise SeqlabError(f"{name} is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {offset + e.start}); "
                           "convert it first, e.g. with iconv -t UTF-8") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    """The file's SHA-256, hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -268,16 +268,9 @@ def _prune_recurrent_units(model: nn.Module, keep: int) -> None:
         kept.append(_top(score + after.pow(2).sum(0), keep))
     smaller = type(rnn)(rnn.input_size, keep, num_layers=L, batch_first=rnn.batch_first, dropout=rnn.dropout,
                         device=reader.device, dtype=reader.dtype)
-    for layer, units in enumerate(kept):
-        rows = (torch.arange(gates)[:, None] * H + units).flatten()  # (g keep,): the unit's row in every gate
-        inputs = None if layer == 0 else kept[layer - 1]
-        new = {f"weight_ih_l{layer}": weights[f"weight_ih_l{layer}"][rows] if inputs is None
-               else weights[f"weight_ih_l{layer}"][rows][:, inputs],
-               f"weight_hh_l{layer}": weights[f"weight_hh_l{layer}"][rows][:, units],
-               f"bias_ih_l{layer}": weights[f"bias_ih_l{layer}"][rows],
-               f"bias_hh_l{layer}": weights[f"bias_hh_l{layer}"][rows]}
-        for name, value in new.items():
-            getattr(smaller, name).copy_(value)
+    for layer, units in enumerate(kept):  # rows (g keep,): each kept unit's row in every gate
+        _copy_layer(smaller, weights, f"l{layer}", _unit_rows(units, gates, H), None if layer == 0 else kept[layer - 1],
+                    units)
     model.rnn, model.hidden_size = smaller, keep
     top = kept[-1]
     if model.proj is not None:
@@ -288,6 +281,19 @@ def _prune_recurrent_units(model: nn.Module, keep: int) -> None:
         model.proj = _slice_linear(identity, cols=top)  # P = I[:, kept]: (E, keep)
     else:
         model.lm_head = _slice_linear(model.lm_head, cols=top)
+
+
+def _copy_layer(target: nn.Module, weights: dict[str, Tensor], layer: str, rows: Tensor, inputs: Tensor | None,
+                units: Tensor) -> None:
+    """Recurrent layer `layer` ("l0", "l1_reverse", ...) of `weights` into the smaller `target`: rows `rows` of
+    every gate, the recurrent columns of the kept `units`, the input columns `inputs` (None: all of them)."""
+    w_ih = weights[f"weight_ih_{layer}"][rows]
+    new = {f"weight_ih_{layer}": w_ih if inputs is None else w_ih[:, inputs],
+           f"weight_hh_{layer}": weights[f"weight_hh_{layer}"][rows][:, units],
+           f"bias_ih_{layer}": weights[f"bias_ih_{layer}"][rows],
+           f"bias_hh_{layer}": weights[f"bias_hh_{layer}"][rows]}
+    for name, value in new.items():
+        getattr(target, name).copy_(value)
 
 
 def _unit_rows(units: Tensor, gates: int, hidden: int) -> Tensor:
@@ -331,27 +337,16 @@ def _prune_seq2seq_units(model: nn.Module, keep: int) -> None:
     for layer, units in enumerate(kept):
         for d, sfx in enumerate(suffixes):
             own = units[(units >= d * half) & (units < (d + 1) * half)] - d * half  # this direction's units
-            rows = _unit_rows(own, gates, half)
-            w_ih = ew[f"weight_ih_l{layer}{sfx}"][rows]
-            new = {f"weight_ih_l{layer}{sfx}": w_ih if layer == 0 else w_ih[:, kept[layer - 1]],
-                   f"weight_hh_l{layer}{sfx}": ew[f"weight_hh_l{layer}{sfx}"][rows][:, own],
-                   f"bias_ih_l{layer}{sfx}": ew[f"bias_ih_l{layer}{sfx}"][rows],
-                   f"bias_hh_l{layer}{sfx}": ew[f"bias_hh_l{layer}{sfx}"][rows]}
-            for name, value in new.items():
-                getattr(smaller_enc, name).copy_(value)
+            _copy_layer(smaller_enc, ew, f"l{layer}{sfx}", _unit_rows(own, gates, half),
+                        None if layer == 0 else kept[layer - 1], own)
 
     E = model.tgt_embed.embedding_dim
     feeds = top if model.attention_type == "bahdanau" else o_units  # the context, or o_{t-1} (input feeding)
     first_inputs = torch.cat([torch.arange(E), E + feeds]) if width else torch.arange(E)
     smaller_dec = type(dec)(E + (keep if width else 0), keep, L, batch_first=True, dropout=dec.dropout, **where)
     for layer, units in enumerate(kept):
-        rows = _unit_rows(units, gates, H)
-        new = {f"weight_ih_l{layer}": dw[f"weight_ih_l{layer}"][rows][:, first_inputs if layer == 0 else kept[layer - 1]],
-               f"weight_hh_l{layer}": dw[f"weight_hh_l{layer}"][rows][:, units],
-               f"bias_ih_l{layer}": dw[f"bias_ih_l{layer}"][rows],
-               f"bias_hh_l{layer}": dw[f"bias_hh_l{layer}"][rows]}
-        for name, value in new.items():
-            getattr(smaller_dec, name).copy_(value)
+        _copy_layer(smaller_dec, dw, f"l{layer}", _unit_rows(units, gates, H),
+                    first_inputs if layer == 0 else kept[layer - 1], units)
     model.encoder, model.decoder = smaller_enc, smaller_dec
 
     attn = model.attn

@@ -65,7 +65,7 @@ from torch import Tensor, nn
 
 import seqlab
 from seqlab.errors import SeqlabError
-from seqlab.io import write_json
+from seqlab.io import sha256_file, write_json
 from seqlab.models.loading import load_model_from_run
 from seqlab.runs import open_run
 
@@ -454,10 +454,3 @@ def _write_int8(folder: Path, manifest: dict[str, Any], model: nn.Module) -> Non
     int8["check"] = {"max_abs_logit_diff": check_graphs(model, target, int8)}  # int8 rounding: ~1e-2, no limit
     write_json(target / MANIFEST, int8)
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

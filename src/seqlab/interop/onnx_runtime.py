@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from seqlab.errors import SeqlabError
-from seqlab.interop.onnx import FORMAT, FORMAT_VERSION, GRAPHS, KV, MANIFEST, TOKENIZER, require, sha256_file
+from seqlab.interop.onnx import FORMAT, FORMAT_VERSION, GRAPHS, KV, MANIFEST, TOKENIZER, require
+from seqlab.io import sha256_file
 
 
 @dataclass

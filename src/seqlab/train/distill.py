@@ -50,11 +50,10 @@ from seqlab.decode.generate import generate
 from seqlab.decode.options import run_token_options
 from seqlab.decode.reply_length import run_max_new_tokens
 from seqlab.errors import SeqlabError
-from seqlab.io import read_json, write_json
+from seqlab.io import read_json, sha256_file, write_json
 from seqlab.models.loading import load_model_from_run
 from seqlab.runs import RunDir, open_run
 from seqlab.train.distributed import DistInfo, barrier
-from seqlab.train.fingerprint import sha256_file
 from seqlab.train.pair_batches import IGNORE_INDEX, Pair, collate_pairs
 from seqlab.train.state import has_checkpoint
 

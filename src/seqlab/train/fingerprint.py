@@ -15,14 +15,13 @@ is hashed again, so touching a file does not block a resume but editing it does.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from seqlab.config import Config, describe_keys
 from seqlab.data.corpora import _looks_like_path, is_builtin_name, load_corpus
 from seqlab.errors import SeqlabError
-from seqlab.io import read_json, write_json
+from seqlab.io import read_json, sha256_file, write_json
 from seqlab.runs import RunDir
 
 VERSION = 1
@@ -64,13 +63,6 @@ def file_record(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
             "sha256": sha256_file(path)}
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def corpus_files(cfg: Config) -> list[Path]:
