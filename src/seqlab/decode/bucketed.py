@@ -31,6 +31,8 @@ import torch
 from torch import Tensor
 
 from seqlab.decode.compiled import CompiledStep, cache_length, can_compile
+from seqlab.models.transformer_lm import TransformerState
+from seqlab.modules.kv_cache import StaticKVCache
 
 
 def row_counts(max_batch: int) -> list[int]:
@@ -66,9 +68,6 @@ class BucketedStep:
         """tokens (B,) -> logits (B, V); updates `state` in place (after `fit`, which it calls)."""
         if not self.compiled:
             return self.model.step(tokens, state)
-        from seqlab.models.transformer_lm import TransformerState
-        from seqlab.modules.kv_cache import StaticKVCache
-
         B = tokens.numel()
         R = self.rows_for(B)
         self.fit(state)
@@ -90,25 +89,13 @@ class BucketedStep:
 
     def fit(self, state: Any) -> None:
         """Give the state row storage of the whole context with room for the largest size (in place)."""
-        from seqlab.modules.kv_cache import StaticKVCache
-
-        cache = state.cache
-        rows = self.sizes[-1]
-        storage = cache.storage
-        if storage is not None and storage[0].size(0) >= rows and storage[0].size(2) == self.slots:
+        filled = int(state.slot)
+        cache = state.cache.with_room(self.sizes[-1], self.slots, filled)
+        if cache is state.cache:
             return
-        B, filled = state.position.numel(), int(state.slot)
-        buffers = cache.keys + cache.values
-        grown = [b.new_zeros(max(rows, B), b.size(1), self.slots, b.size(3)) for b in buffers]
-        for new, old in zip(grown, buffers, strict=True):
-            new[:B, :, :filled] = old[:B, :, :filled]
-        n = len(cache.keys)
-        fitted = StaticKVCache(n, self.slots)
-        fitted.storage = grown
-        fitted.keys, fitted.values = [b[:B] for b in grown[:n]], [b[:B] for b in grown[n:]]
-        key_valid = state.key_valid.new_zeros(B, self.slots)
+        key_valid = state.key_valid.new_zeros(state.key_valid.size(0), self.slots)  # (B, S)
         key_valid[:, :filled] = state.key_valid[:, :filled]
-        state.cache, state.key_valid = fitted, key_valid
+        state.cache, state.key_valid = cache, key_valid
 
     def warm_up(self) -> None:
         """Compile the graph of every size now (each first call compiles; the second replays it)."""

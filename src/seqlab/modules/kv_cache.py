@@ -78,11 +78,7 @@ class StaticKVCache:
         n, B, B_other = len(self.keys), self.rows, other.rows
         storage = self.storage or self.keys + self.values
         if storage[0].size(0) < B + B_other or storage[0].size(2) != max_len:
-            R = 1 << (B + B_other - 1).bit_length()
-            grown = [buffer.new_zeros(R, buffer.size(1), max_len, buffer.size(3)) for buffer in storage]
-            for new, old in zip(grown, storage, strict=True):
-                new[:B, :, :filled] = old[:B, :, :filled]
-            storage = grown
+            storage = _grown(storage, B, filled, 1 << (B + B_other - 1).bit_length(), max_len)
         out = StaticKVCache(n, max_len)
         out.storage = storage
         out.keys, out.values = [b[:B] for b in storage[:n]], [b[:B] for b in storage[n:]]
@@ -92,6 +88,17 @@ class StaticKVCache:
             rows[:, :, :other_shift] = 0
             rows[:, :, other_shift:other_shift + other_filled] = source[:, :, :other_filled]
         out.keys, out.values = [b[:B + B_other] for b in storage[:n]], [b[:B + B_other] for b in storage[n:]]
+        return out
+
+    def with_room(self, rows: int, max_len: int, filled: int) -> StaticKVCache:
+        """This cache in row storage of at least `rows` rows and exactly `max_len` slots: itself when its storage
+        has them, else a copy of its slots [0, filled) into new storage (this cache is then consumed)."""
+        if self.storage is not None and self.storage[0].size(0) >= rows and self.storage[0].size(2) == max_len:
+            return self
+        B, n = self.rows, len(self.keys)
+        out = StaticKVCache(n, max_len)
+        out.storage = _grown(self.storage or self.keys + self.values, B, filled, max(rows, B), max_len)
+        out.keys, out.values = [b[:B] for b in out.storage[:n]], [b[:B] for b in out.storage[n:]]
         return out
 
     def shift(self, by: int, filled: int) -> None:
@@ -129,6 +136,14 @@ class StaticKVCache:
     @property
     def device(self) -> torch.device:
         return self.keys[0].device if self.keys[0] is not None else torch.device("cpu")
+
+
+def _grown(buffers: list[Tensor], B: int, filled: int, rows: int, max_len: int) -> list[Tensor]:
+    """New row storage (rows, nh, max_len, hs) per buffer, holding the buffers' first B rows' slots [0, filled)."""
+    grown = [buffer.new_zeros(rows, buffer.size(1), max_len, buffer.size(3)) for buffer in buffers]
+    for new, old in zip(grown, buffers, strict=True):
+        new[:B, :, :filled] = old[:B, :, :filled]
+    return grown
 
 
 def reorder_rows(t: Tensor, index: Tensor) -> Tensor:
