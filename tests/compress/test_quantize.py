@@ -140,9 +140,9 @@ def test_saved_file_is_safetensors_with_int8_tensors_scales_and_the_record(cli, 
 
     out = tmp_path / "int8"
     summary = _quantize(cli, trained_lm, out)
-    assert summary["method"] == "dynamic" and summary["smaller"] > 2.5
+    assert summary["method"] == "weight-only" and summary["smaller"] > 2.5  # a Transformer's default
     with safe_open(str(out / "model.safetensors"), framework="pt") as f:
-        assert json.loads(f.metadata()[RECORD_KEY]) == {"dtype": "int8", "method": "dynamic"}
+        assert json.loads(f.metadata()[RECORD_KEY]) == {"dtype": "int8", "method": "weight-only"}
         tensors = {name: f.get_tensor(name) for name in f.keys()}
     head = tensors["transformer.h.0.attn.c_attn.weight"]
     assert head.dtype == torch.int8 and tensors["transformer.h.0.attn.c_attn.weight_scale"].shape == (head.shape[0],)
@@ -152,8 +152,14 @@ def test_saved_file_is_safetensors_with_int8_tensors_scales_and_the_record(cli, 
     for name in ("config.yaml", "tokenizer.json"):
         assert (out / name).read_bytes() == (trained_lm / name).read_bytes()
     info = json.loads((out / "run.json").read_text())
-    assert info["quantization"] == {"dtype": "int8", "method": "dynamic"}
+    assert info["quantization"] == {"dtype": "int8", "method": "weight-only"}
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directory left
+
+
+@pytest.mark.parametrize(("arch", "method"), [("transformer_lm", "weight-only"), ("lstm_lm", "dynamic"),
+                                              ("seq2seq_rnn", "dynamic"), ("seq2seq_transformer", "weight-only")])
+def test_default_method_is_the_faster_one_for_the_architecture(cli, runs, tmp_path, arch, method):
+    assert _quantize(cli, runs[arch], tmp_path / "int8")["method"] == method
 
 
 def test_quantized_model_keeps_tied_weights_shared():

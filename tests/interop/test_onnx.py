@@ -108,7 +108,7 @@ def test_export_folder_describes_itself(exported):
     assert manifest["source"]["weights"] == "model.safetensors"
     step_inputs = [i["name"] for i in manifest["graphs"]["step"]["inputs"]]
     assert [o.replace("present.", "past.") for o in manifest["graphs"]["step"]["outputs"][1:]] == step_inputs[1:]
-    assert summary["check"]["max_abs_logit_diff"] < 1e-5
+    assert summary["check"]["max_abs_logit_diff"] < 1e-4  # fp32 rounding in another order: ~1e-5 (AVX2), ~1e-6 (AVX-512)
 
 
 def model_arch(model) -> str:

@@ -14,8 +14,11 @@ def register(app: typer.Typer) -> None:
 def quantize(
     run: str = typer.Argument(..., help="A trained run directory (from `seqlab train`, `seqlab distill`, an import...)."),
     out: str = typer.Option(..., "--out", help="The int8 run directory to create (must not exist)."),
-    method: str = typer.Option("dynamic", "--method", help="dynamic (int8 weights and activations, int8 GEMM; "
-                               "the fastest on CPU) | weight-only (int8 weights, float activations)."),
+    method: str | None = typer.Option(None, "--method", show_default=False,
+                               help="weight-only (int8 weights, float activations; seqlab's int8 kernel decodes "
+                               "1-8 rows fastest; default for Transformers) | dynamic (activations quantized "
+                               "too, fbgemm int8 GEMM: faster for large batches and LSTM / GRU; default for "
+                               "recurrent models)."),
     dtype: str = typer.Option("int8", "--dtype", help="Weight type: int8 (the only one so far)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to quantize: best | last."),
     as_json: bool = JsonOpt,
@@ -23,6 +26,8 @@ def quantize(
     """Quantize a run's weights to int8 (one scale per output channel) and write them as a new run.
 
     Every Linear, Embedding and LSTM / GRU / RNN matrix becomes int8; biases and LayerNorms stay fp32.
+    weight-only builds seqlab's int8 CPU kernel the first time it runs on a machine (~15 s; needs a C++
+    compiler and AVX2, else it computes on the dequantized weight).
 
     The new run holds the source's config and tokenizer and an int8 model.safetensors that records the method:
     `seqlab generate`, `chat`, `eval` and `serve` use it like any run.

@@ -14,18 +14,24 @@ Two methods compute with them (`METHODS`):
     dynamic       y = (q_x q^T) s_x s + b     x quantized per row at run time (int8 x int8 GEMM, int32
                                               accumulation; fbgemm's `quantized::linear_dynamic`, and
                                               torch's dynamic quantized LSTM / GRU for the recurrence)
-    weight-only   y = (x q^T) s + b           x stays fp32; the int8 weight is converted in the product
+    weight-only   y = (x q^T) s + b           x stays float; products of up to 8 rows (decoding at batch 1,
+                                              a beam of 4) run on seqlab's int8 kernel (`seqlab.compress.gemv`,
+                                              x rounded per row to 16 bits), larger ones as fp32 on the
+                                              dequantized weight
 
 An Embedding row is dequantized on lookup (e[t] = q[t] s[t]) by both. Where the int8 kernels do not
 exist (no fbgemm: a CUDA tensor, an ARM build) `dynamic` computes as `weight-only`; torch has no int8
 Elman RNN, and `weight-only` recurrent layers dequantize their matrices once when first run, so for
-those the int8 file saves disk, not time. Measured on a 2-core CPU (docs/compress.md): `dynamic` decodes
-a 6 x 384 GPT-2 1.2-2x and a 2 x 512 LSTM 2.5-3.5x faster than fp32, at +0.2% perplexity;
-`weight-only` runs at about fp32's speed or slower (its product converts the weight on every call).
+those the int8 file saves disk, not time. Measured on a 2-core AVX2 CPU (docs/compress.md), a 6 x 384
+GPT-2 decoding one token at a time: `weight-only` 2.3x faster than `dynamic` (fbgemm spends more time
+quantizing x and packing than multiplying at one row); at 64 rows `dynamic` is 1.4x faster; a 2 x 512
+LSTM decodes 2.5-3.5x faster with `dynamic` than fp32. Hence the default (`default_method`): weight-only
+for Transformer models, dynamic for recurrent ones. Both stay within +0.2% of fp32's perplexity.
 
 The compiled decode step (`seqlab.decode.compiled`) keeps `dynamic`'s fbgemm product as one opaque op
 (`int8_linear_dynamic`): Inductor can neither trace fbgemm's packed weight nor keep an int8 -> fp32
-conversion (its freezing folds it into an fp32 constant, so compiled `weight-only` runs at fp32's speed).
+conversion (its freezing folds it into an fp32 constant, so compiled `weight-only` products of more than
+8 rows run at fp32's speed); the kernel's op `seqlab_cpu::int8_gemv` is called from its C++ wrapper.
 
 The saved weights file is ordinary safetensors (int8 `NAME` + fp32 `NAME_scale`); its metadata holds
 the record `{"dtype": "int8", "method": ...}` under `RECORD_KEY`, which is how a loader knows to build
@@ -48,12 +54,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqlab.compress import gemv
 from seqlab.errors import SeqlabError
 
 METHODS = ("dynamic", "weight-only")
 DTYPES = ("int8",)
-DEFAULT_METHOD = "dynamic"  # faster than fp32 and weight-only at the same perplexity (see docs/compress.md)
+# the faster method per architecture on a CPU (module docstring; docs/compress.md): seqlab's kernel for
+# Transformers decoding a few rows, torch's int8 LSTM / GRU for recurrent models
+DEFAULT_METHODS = {"transformer_lm": "weight-only", "seq2seq_transformer": "weight-only",
+                   "rnn_lm": "dynamic", "seq2seq_rnn": "dynamic"}
 RECORD_KEY = "seqlab.quantization"  # safetensors metadata: JSON {"dtype": "int8", "method": "dynamic"}
+
+
+def default_method(arch: str) -> str:
+    """The quantization method `seqlab quantize` uses for a model of architecture `arch` when none is named."""
+    return DEFAULT_METHODS.get(arch, "dynamic")
 
 
 def quantize_per_channel(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -120,6 +135,8 @@ class Int8Linear(nn.Module):
         # biases stay parameters (frozen): callers find a model's device from its first parameter
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
         self._packed: tuple[tuple, Any] | None = None  # (version key, fbgemm packed weight)
+        if method == "weight-only" and weight.device.type == "cpu":
+            gemv.available()  # build seqlab's int8 kernel now, not while torch.compile traces the first step
 
     def forward(self, x: Tensor) -> Tensor:
         """x (..., in) -> (..., out)."""
@@ -129,6 +146,8 @@ class Int8Linear(nn.Module):
             # activations quantized per call (reduce_range: 7-bit, as torch's x86 dynamic quantization, so
             # CPUs without VNNI cannot saturate their 16-bit intermediate sums)
             return torch.ops.quantized.linear_dynamic(x, self._fbgemm_weight(), True)
+        if self.method == "weight-only" and gemv.usable(x, self.in_features):  # a few rows: seqlab's kernel
+            return gemv.int8_gemv(x, self.weight, self.weight_scale, self.bias)
         y = F.linear(x, self.weight.to(x.dtype)) * self.weight_scale.to(x.dtype)  # (..., out)
         return y if self.bias is None else y + self.bias.to(x.dtype)
 
@@ -321,20 +340,21 @@ def record_of(weights: str | Path) -> dict[str, str] | None:
     return record
 
 
-def quantize_run(source: str | Path, out: str | Path, method: str = DEFAULT_METHOD, dtype: str = "int8",
+def quantize_run(source: str | Path, out: str | Path, method: str | None = None, dtype: str = "int8",
                  checkpoint: str = "best") -> dict[str, Any]:
     """Write an int8 copy of the run `source` as the new run directory `out`; returns a summary (sizes, counts).
 
     `out` gets the source's config.yaml, tokenizer.json and fingerprint.json as they are, a new run.json
     (naming the source and the method) and model.safetensors with the int8 weights and their record. It is
-    written under a temporary name and renamed into place, so `out` is either complete or absent.
+    written under a temporary name and renamed into place, so `out` is either complete or absent. `method`
+    None: `default_method` of the run's architecture.
     """
     from seqlab.checkpoint import save_weights
     from seqlab.models.loading import WHICH, load_model_from_run
     from seqlab.runs import RunDir, open_run
 
     start = time.perf_counter()
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise SeqlabError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
     if dtype not in DTYPES:
         raise SeqlabError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
@@ -352,6 +372,7 @@ def quantize_run(source: str | Path, out: str | Path, method: str = DEFAULT_METH
     if target.exists() or target.is_symlink():
         raise SeqlabError(f"--out {str(target)!r} already exists; choose a new directory (or remove it first)")
     model, _, config = load_model_from_run(run.path, "cpu", checkpoint)
+    method = method or default_method(config.model.arch)
     counts = quantize_model(model, method)
     record = {"dtype": dtype, "method": method}
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,101 @@
+"""The int8 weight-only product of a few rows on the CPU: seqlab's own kernel (`int8_gemv.cpp`).
+
+    y = (x q^T) s + b        x (M, K) fp32, M <= GEMV_ROWS;  q (N, K) int8, s (N,) fp32 per output channel
+
+Decoding one token at batch 1 (or a beam of 4) is a chain of such matrix-vector products. PyTorch has no
+fast one for int8 weights on a CPU: fbgemm's dynamic product (`quantize.py`'s `dynamic` method) quantizes x
+and packs its output per call, ~60-120 us for a 1536 x 384 matrix on a 2-core AVX2 VM, and Inductor's own
+loop over an int8 weight loads it through a scalar copy. The kernel reads each weight row once, widens 16
+int8 weights to int16 and multiply-adds them with x rounded per row to int16 (`vpmaddwd`, int32 sums):
+
+    xq[m, k] = round(x[m, k] / sx[m]),   sx[m] = max_k |x[m, k]| / 32767
+    y[m, n]  = s[n] sx[m] sum_k xq[m, k] q[n, k] + b[n]
+
+x's rounding (relative 1.5e-5 of the row's largest value) is far below the int8 weight's own (1/254 of
+the channel's largest), so the product is the weight-only product up to float rounding; each row is
+rounded on its own, so a row's result does not depend on the other rows in the batch. Measured: 37 us for
+the 1536 x 384 matrix above (fp32 `F.linear`: ~230 us), docs/compress.md.
+
+The kernel is compiled from its C++ source with `torch.utils.cpp_extension` the first time a process needs
+it (~15 s, once per machine: the build is cached under `$TORCH_EXTENSIONS_DIR`, by default
+~/.cache/torch_extensions) and registered as the op `torch.ops.seqlab_cpu.int8_gemv`, which the compiled
+decode step (`seqlab.decode.compiled`) calls from its C++ wrapper. It needs an x86 CPU with AVX2 and FMA,
+and a C++ compiler and ninja; without them, or with `SEQLAB_INT8_GEMV=0`, `available()` is False and the
+`weight-only` method computes as before (`F.linear` on the dequantized weight), which changes only speed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+GEMV_ROWS = 8  # products of up to this many rows use the kernel; more rows run faster as an fp32 GEMM
+SOURCE = Path(__file__).with_name("int8_gemv.cpp")
+CFLAGS = ["-O3", "-mavx2", "-mfma"]
+
+_state: dict[str, bool] = {}  # "loaded": the op is registered (or "failed": building it failed)
+_lock = threading.Lock()
+
+
+def cpu_supported() -> bool:
+    """Whether this CPU runs the kernel: x86 with AVX2 and FMA (ATen's AVX2 level requires both)."""
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+def available(build: bool = True) -> bool:
+    """Whether `torch.ops.seqlab_cpu.int8_gemv` can be called; with `build`, compile and load it when missing.
+
+    Never raises: a failed build warns once and leaves the product to the fallback.
+    """
+    if _state.get("loaded"):
+        return True
+    if not build or _state.get("failed") or os.environ.get("SEQLAB_INT8_GEMV", "1") == "0" or not cpu_supported():
+        return False
+    with _lock:
+        if not _state.get("loaded") and not _state.get("failed"):
+            try:
+                _load()
+                _state["loaded"] = True
+            except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a build error: the fallback is exact
+                _state["failed"] = True
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                warnings.warn(f"seqlab's int8 kernel could not be built ({first}); weight-only int8 runs "
+                              "at the speed of the dequantized fp32 product", stacklevel=3)
+    return bool(_state.get("loaded"))
+
+
+def usable(x: Tensor, in_features: int) -> bool:
+    """Whether the product of x (..., in_features) should go through the kernel: an fp32 CPU tensor of at
+    most GEMV_ROWS rows, the kernel loaded (while torch.compile traces, only if it was loaded before)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.numel() > GEMV_ROWS * in_features:
+        return False
+    return available(build=not torch.compiler.is_compiling())
+
+
+def int8_gemv(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    """x (..., K) fp32, weight (N, K) int8, scale (N,), bias (N,) or None -> (..., N) (see the module docstring)."""
+    rows = x.reshape(-1, x.shape[-1])  # (M, K)
+    y = torch.ops.seqlab_cpu.int8_gemv(rows, weight, scale, bias)  # (M, N)
+    return y.view(*x.shape[:-1], weight.shape[0])
+
+
+def _load() -> None:
+    from torch.utils.cpp_extension import load
+
+    load(name="seqlab_int8_gemv", sources=[str(SOURCE)], extra_cflags=CFLAGS, is_python_module=False,
+         verbose=False)
+    if not hasattr(torch.ops.seqlab_cpu, "int8_gemv"):
+        raise RuntimeError("the built library did not register seqlab_cpu::int8_gemv")
+    try:
+        torch.library.register_fake("seqlab_cpu::int8_gemv", _int8_gemv_shape)
+    except RuntimeError:  # registered already (a second load in this process)
+        pass
+
+
+def _int8_gemv_shape(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    return x.new_empty(x.shape[0], weight.shape[0])
