@@ -23,8 +23,8 @@ An Embedding row is dequantized on lookup (e[t] = q[t] s[t]) by both. Where the 
 exist (no fbgemm: a CUDA tensor, an ARM build) `dynamic` computes as `weight-only`; torch has no int8
 Elman RNN, and `weight-only` recurrent layers dequantize their matrices once when first run, so for
 those the int8 file saves disk, not time. Measured on a 2-core AVX2 CPU (docs/compress.md), a 6 x 384
-GPT-2 decoding one token at a time: `weight-only` 2.3x faster than `dynamic` (fbgemm spends more time
-quantizing x and packing than multiplying at one row); at 64 rows `dynamic` is 1.4x faster; a 2 x 512
+GPT-2 decoding one token at a time: `weight-only` 2.2x faster than `dynamic` (fbgemm spends more time
+quantizing x and packing than multiplying at one row); at 64 rows `dynamic` is 1.3x faster; a 2 x 512
 LSTM decodes 2.5-3.5x faster with `dynamic` than fp32. Hence the default (`default_method`): weight-only
 for Transformer models, dynamic for recurrent ones. Both stay within +0.2% of fp32's perplexity.
 
