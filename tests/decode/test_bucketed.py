@@ -68,6 +68,25 @@ def test_the_compiled_batch_decodes_as_the_eager_batch_and_as_each_request_alone
         assert compiled[rid][-1].finish_reason == reason
 
 
+def test_an_int8_weight_only_model_decodes_the_same_compiled_and_eager_batched_and_alone(tok, model):
+    """seqlab's int8 kernel rounds each row's activations on their own: a request's tokens do not depend on
+    the rows beside it, nor on the padding rows of the compiled sizes."""
+    import copy
+
+    from seqlab.compress.quantize import quantize_model
+
+    int8 = copy.deepcopy(model)
+    quantize_model(int8, "weight-only")
+    eager, _ = decode(int8, tok, compile=False)
+    compiled, rows = decode(int8, tok, compile=True)
+    assert {1, 2, 3, 4} <= set(rows)
+    for rid, prompt, kw, _ in REQUESTS:
+        tokens, logprobs, reason = alone(int8, tok, prompt, kw)
+        assert [e.token_id for e in compiled[rid]] == [e.token_id for e in eager[rid]] == tokens, rid
+        torch.testing.assert_close(torch.tensor([e.logprob for e in compiled[rid]]), logprobs, rtol=0, atol=1e-4)
+        assert compiled[rid][-1].finish_reason == reason
+
+
 def test_warm_up_compiles_every_size_once(model, monkeypatch):
     step = BucketedStep(model, max_batch=3)
     calls = []
