@@ -57,15 +57,19 @@ def test_row_counts():
     assert row_counts(16) == [1, 2, 4, 8, 16]
 
 
-def test_the_compiled_batch_decodes_as_the_eager_batch_and_as_each_request_alone(tok, model):
+def assert_compiled_equals_eager_and_alone(model, tok, atol: float) -> None:
     eager, _ = decode(model, tok, compile=False)
     compiled, rows = decode(model, tok, compile=True)
     assert {1, 2, 3, 4} <= set(rows)  # 3 rows stepped as 4
     for rid, prompt, kw, _ in REQUESTS:
         tokens, logprobs, reason = alone(model, tok, prompt, kw)
         assert [e.token_id for e in compiled[rid]] == [e.token_id for e in eager[rid]] == tokens, rid
-        torch.testing.assert_close(torch.tensor([e.logprob for e in compiled[rid]]), logprobs, rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.tensor([e.logprob for e in compiled[rid]]), logprobs, rtol=0, atol=atol)
         assert compiled[rid][-1].finish_reason == reason
+
+
+def test_the_compiled_batch_decodes_as_the_eager_batch_and_as_each_request_alone(tok, model):
+    assert_compiled_equals_eager_and_alone(model, tok, atol=1e-5)
 
 
 def test_an_int8_weight_only_model_decodes_the_same_compiled_and_eager_batched_and_alone(tok, model):
@@ -77,14 +81,7 @@ def test_an_int8_weight_only_model_decodes_the_same_compiled_and_eager_batched_a
 
     int8 = copy.deepcopy(model)
     quantize_model(int8, "weight-only")
-    eager, _ = decode(int8, tok, compile=False)
-    compiled, rows = decode(int8, tok, compile=True)
-    assert {1, 2, 3, 4} <= set(rows)
-    for rid, prompt, kw, _ in REQUESTS:
-        tokens, logprobs, reason = alone(int8, tok, prompt, kw)
-        assert [e.token_id for e in compiled[rid]] == [e.token_id for e in eager[rid]] == tokens, rid
-        torch.testing.assert_close(torch.tensor([e.logprob for e in compiled[rid]]), logprobs, rtol=0, atol=1e-4)
-        assert compiled[rid][-1].finish_reason == reason
+    assert_compiled_equals_eager_and_alone(int8, tok, atol=1e-4)
 
 
 def test_warm_up_compiles_every_size_once(model, monkeypatch):
