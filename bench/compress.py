@@ -376,7 +376,7 @@ def quality(args: argparse.Namespace, work: Path) -> list[dict]:
                 metrics = evaluate(path)
                 rows.append(row | {"bytes": weight_bytes(path), "bleu": metrics.get("bleu"),
                                    "perplexity": rounded(metrics.get("perplexity"), 4)})
-            print(json.dumps(rows[-1] | machine(args)), flush=True)
+            print(json.dumps(rows[-1] | machine(args) | {"model": f"chatbot run {args.chatbot_run}"}), flush=True)
     return rows
 
 
