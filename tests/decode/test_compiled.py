@@ -141,3 +141,19 @@ def test_the_rows_table_materialized_equals_the_reordered_cache(model):
     for got, want in zip(state.cache.keys + state.cache.values, expected.cache.keys + expected.cache.values, strict=True):
         assert torch.equal(got[:, :, :filled], want[:, :, :filled])
     assert torch.equal(state.key_valid, expected.key_valid) and torch.equal(state.position, expected.position)
+
+
+def test_past_dynamos_recompile_limit_a_decoding_goes_on_eagerly(monkeypatch):
+    """Each model's step is a cache entry of the one `_StepGraph.forward`. Past Dynamo's limit Dynamo would run
+    the first call eagerly, and the later calls, which skip the guards, would replay the other model's graph:
+    wrong tokens, silently. The first call fails instead and the step decodes eagerly (the suite itself hit
+    the limit once, after enough models)."""
+    torch._dynamo.reset_code(compiled._StepGraph.forward.__code__)
+    monkeypatch.setattr(compiled, "RECOMPILE_LIMIT", 1)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    ids = torch.randint(1, 50, (1, 6), generator=torch.Generator().manual_seed(3))
+    for seed in (20, 21):  # the second model's graph is one entry too many
+        m = _peaky(seed)
+        assert torch.equal(generate(m, ids, max_new_tokens=8, compile_step=True).sequences,
+                           generate(m, ids, max_new_tokens=8).sequences)
+    torch._dynamo.reset_code(compiled._StepGraph.forward.__code__)

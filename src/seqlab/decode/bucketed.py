@@ -52,9 +52,6 @@ class BucketedStep:
         self.compiled = can_compile(model) and all(p.device.type == "cpu" for p in model.parameters())
         self.slots = cache_length(model) if self.compiled else 0
         self._steps: dict[int, CompiledStep] = {}
-        if self.compiled:  # one graph per size, beside generate's: Dynamo's default limit is 8 per function
-            dynamo_config = torch._dynamo.config
-            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, len(self.sizes) + 8)
         rows = self.sizes[-1]
         self._tokens = torch.zeros(rows, dtype=torch.long)  # (R,) the step's inputs, padding rows included
         self._position = torch.zeros(rows, dtype=torch.long)

@@ -131,6 +131,17 @@ def _parameter_key(model: nn.Module) -> tuple:
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
 
 
+# Dynamo keeps one cache entry per model and batch size for the one `_StepGraph.forward` (8 by default); a
+# process that decodes several models (a server, a notebook, the test suite) needs more. Past the limit the
+# first call of a decoding fails and `CompiledStep` decodes eagerly.
+RECOMPILE_LIMIT = 64
+
+
+def _room_for_graphs() -> None:
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+
+
 def compiled_step_for(model: nn.Module) -> Any:
     """The model's compiled step graph, built (lazily: compiling happens at its first call) when missing or stale."""
     key = _parameter_key(model)
@@ -139,6 +150,7 @@ def compiled_step_for(model: nn.Module) -> Any:
         if entry is not None:  # new weights, same tensors: Dynamo's guards would reuse the graph with the old constants
             torch._dynamo.reset_code(_StepGraph.forward.__code__)
             torch._dynamo.reset_code(_BeamStepGraph.forward.__code__)
+        _room_for_graphs()
         entry = _Entry(key, torch.compile(_StepGraph(model), dynamic=False))
         model.__dict__["_compiled_step"] = entry
     return entry.graph
@@ -183,7 +195,9 @@ class CompiledStep:
                 return self.graph(*inputs), state
         started = time.perf_counter()
         try:
-            with inductor_config.patch(INDUCTOR_OPTIONS):  # compile(options=...) does not reach freezing
+            # compile(options=...) does not reach freezing. Past Dynamo's recompile limit the call must fail, not
+            # run eagerly: later calls skip the guards and would replay another model's graph (wrong tokens)
+            with inductor_config.patch(INDUCTOR_OPTIONS), torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
                 logits = self.graph(*inputs)
         except Exception as e:  # noqa: BLE001 - any compiler failure: compiling runs nothing, the state is intact
             _warn_once(f"compiling the decode step failed, decoding without it: {str(e).splitlines()[0]}")
