@@ -31,7 +31,8 @@ What it costs and assumes:
   later calls skip them (`skip_guard_eval_unsafe`, which still tells apart the graphs of other models
   and batch sizes). That is safe because within one decoding every call passes the same model and
   tensors of the same shapes, dtypes and strides: only their values change (and, in CPU beam search,
-  which of two identical sets of KV buffers is passed).
+  which of two identical sets of KV buffers is passed) — and because the first call either compiles this
+  model's graph or fails (past Dynamo's recompile limit, `RECOMPILE_LIMIT`), never runs without one.
 - it needs a C++ compiler (Inductor's CPU backend); without one, or on any compile error, it warns
   once and decodes eagerly, which changes nothing but the speed.
 """
