@@ -150,10 +150,11 @@ def test_past_dynamos_recompile_limit_a_decoding_goes_on_eagerly(monkeypatch):
     the limit once, after enough models)."""
     torch._dynamo.reset_code(compiled._StepGraph.forward.__code__)
     monkeypatch.setattr(compiled, "RECOMPILE_LIMIT", 1)
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     ids = torch.randint(1, 50, (1, 6), generator=torch.Generator().manual_seed(3))
-    for seed in (20, 21):  # the second model's graph is one entry too many
-        m = _peaky(seed)
-        assert torch.equal(generate(m, ids, max_new_tokens=8, compile_step=True).sequences,
-                           generate(m, ids, max_new_tokens=8).sequences)
+    # Dynamo's config through its own patch: monkeypatch's undo leaves the config module without the key
+    with torch._dynamo.config.patch(recompile_limit=1, accumulated_recompile_limit=256):
+        for seed in (20, 21):  # the second model's graph is one entry too many
+            m = _peaky(seed)
+            assert torch.equal(generate(m, ids, max_new_tokens=8, compile_step=True).sequences,
+                               generate(m, ids, max_new_tokens=8).sequences)
     torch._dynamo.reset_code(compiled._StepGraph.forward.__code__)

@@ -135,12 +135,13 @@ def _parameter_key(model: nn.Module) -> tuple:
 # Dynamo keeps one cache entry per model and batch size for the one `_StepGraph.forward` (8 by default); a
 # process that decodes several models (a server, a notebook, the test suite) needs more. Past the limit the
 # first call of a decoding fails and `CompiledStep` decodes eagerly.
-RECOMPILE_LIMIT = 64
+RECOMPILE_LIMIT = 1024
 
 
 def _room_for_graphs() -> None:
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT)
 
 
 def compiled_step_for(model: nn.Module) -> Any:
