@@ -5,7 +5,10 @@ included, left padding included), `scores` (N, V) the next-token scores — logi
 sampling, log-probabilities in beam search. A processor never modifies its input; it returns a new
 tensor. `reads_ids` says whether it looks at the tokens themselves; one that looks only at their
 number L says when it acts with `active(L)`. The GPU fast path records the choice of a token in a
-CUDA graph only when no processor reads the tokens, one graph per plan (`ProcessorList.plan`).
+CUDA graph only when no processor reads the tokens, one graph per plan (`ProcessorList.plan`). The
+CPU fast path compiles the choice (seqlab.decode.compiled_choice), one graph per plan and per
+`graph_key()` of each processor: what decides the kernels it runs (its settings, not the prompt
+length that only decides when it acts); a processor without one keeps the choice eager.
 The definitions follow Hugging Face transformers 5.24.0 (`generation/logits_process.py`):
 
     temperature          s / T
@@ -63,6 +66,9 @@ class Temperature:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
+    def graph_key(self) -> tuple:
+        return ("temperature", self.temperature)
+
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         return scores / self.temperature
 
@@ -76,6 +82,9 @@ class TopK:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.top_k = max(top_k, min_tokens_to_keep)
+
+    def graph_key(self) -> tuple:
+        return ("top_k", self.top_k)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         k = min(self.top_k, scores.shape[-1])
@@ -93,6 +102,9 @@ class TopP:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         self.top_p = top_p
         self.min_tokens_to_keep = min_tokens_to_keep
+
+    def graph_key(self) -> tuple:
+        return ("top_p", self.top_p, self.min_tokens_to_keep)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         sorted_scores, order = torch.sort(scores, descending=False)  # (N, V) ascending
@@ -113,6 +125,9 @@ class MinP:
             raise ValueError(f"min_p must be in [0, 1], got {min_p}")
         self.min_p = min_p
         self.min_tokens_to_keep = min_tokens_to_keep
+
+    def graph_key(self) -> tuple:
+        return ("min_p", self.min_p, self.min_tokens_to_keep)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         probs = scores.softmax(dim=-1)
@@ -189,6 +204,9 @@ class MinNewTokens:
     def active(self, length: int) -> bool:
         return length - self.prompt_length < self.min_new_tokens
 
+    def graph_key(self) -> tuple:
+        return ("min_new_tokens", tuple(self.eos.ids))
+
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         if not self.active(input_ids.shape[-1]):
             return scores
@@ -202,6 +220,9 @@ class SuppressTokens:
 
     def __init__(self, token_ids: Sequence[int]):
         self.ids = TokenIds(sorted({int(t) for t in token_ids}))
+
+    def graph_key(self) -> tuple:
+        return ("suppress_tokens", tuple(self.ids.ids))
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         if self.ids.ids and self.ids.ids[-1] >= scores.shape[-1]:
@@ -262,6 +283,9 @@ class ForcedEOS:
 
     def active(self, length: int) -> bool:
         return length == self.max_length - 1
+
+    def graph_key(self) -> tuple:
+        return ("forced_eos", tuple(self.eos.ids))
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         if not self.active(input_ids.shape[-1]):

@@ -16,8 +16,8 @@ the longest row, exactly as if it had stopped in time.
 `choose` is the rule itself, for rows that share their processors: the one implementation of a step's
 log-probabilities, processors and choice. `Choice` is a step of `sample_tokens` (rows in lockstep: one
 prompt length, one set of processors): `choose` and the bookkeeping, on tensors made once per decoding;
-on a GPU it is recorded in the CUDA graph with the model's step (seqlab.decode.graphs), the E_v drawn
-just before. Continuous batching (seqlab.decode.batching) calls `choose` on groups of its rows.
+on a GPU it is recorded in the CUDA graph with the model's step (seqlab.decode.graphs), on a CPU compiled
+by Inductor (seqlab.decode.compiled_choice), the E_v drawn just before. Continuous batching (seqlab.decode.batching) calls `choose` on groups of its rows.
 """
 
 from __future__ import annotations
@@ -56,15 +56,21 @@ class Choice:
         self.sequences[:, :P] = prefix
         self.length = P  # host: tokens per row so far, prompt included
         self.column = torch.tensor([P], device=device)  # device: the column the next token goes to
+        self.new = torch.zeros(1, dtype=torch.long, device=device)  # device: tokens chosen so far (column - P)
         self.unfinished = torch.ones(N, dtype=torch.bool, device=device)
         self.generated = torch.zeros(N, dtype=torch.long, device=device)  # tokens each row made until it finished
-        self.prefix_length = P
         self.logprobs = torch.zeros(N, max_new_tokens, device=device)  # (N, new) log p_model(token), 0 once finished
         self.eos = torch.tensor(eos_ids, device=device) if eos_ids else None
         self.fill = None if fill_id is None else torch.tensor(fill_id, device=device)
         self.processors, self.do_sample, self.generator = processors, do_sample, generator
         self.can_finish = can_finish
         self.noise: Tensor | None = None  # (N, V) Exp(1) draws for the next choice
+
+    def tensors(self) -> list[Tensor]:
+        """Every tensor a call reads or writes but the logits, in an order fixed by the kind of choice."""
+        optional = [self.noise if self.do_sample else None, self.eos, self.fill]
+        return [self.sequences, self.column, self.new, self.unfinished, self.generated, self.logprobs,
+                *(t for t in optional if t is not None)]
 
     def draw(self, logits: Tensor) -> None:
         """Sampling: the next choice's exponential draws (what `torch.empty_like(scores).exponential_` takes)."""
@@ -81,13 +87,14 @@ class Choice:
         if self.can_finish:
             if self.fill is not None:
                 tokens = torch.where(self.unfinished, tokens, self.fill)
-            self.generated += self.unfinished
+            self.generated.add_(self.unfinished)
         chosen = torch.where(self.unfinished[:, None], log_probs.gather(1, tokens[:, None]), 0.0)  # (N, 1)
-        self.logprobs.index_copy_(1, self.column - self.prefix_length, chosen)
+        self.logprobs.index_copy_(1, self.new, chosen)
         self.sequences.index_copy_(1, self.column, tokens[:, None])
-        self.column += 1
+        self.column.add_(1)
+        self.new.add_(1)
         if self.eos is not None:
-            self.unfinished &= ~(tokens[:, None] == self.eos).any(dim=-1)
+            self.unfinished.bitwise_and_(~(tokens[:, None] == self.eos).any(dim=-1))
         return tokens
 
 
@@ -101,8 +108,9 @@ def sample_tokens(step: StepFn, prefix: Tensor, logits: Tensor, state: Any, *, m
 
     `logits` (N, V) and `state` are what the model's prefill gave for the prefix; `step` is `model.step`
     (or its captured CUDA graph). A yielded tensor is valid until the next step (it may be reused).
-    When `step` can record the choice with it (`advance`: the GPU fast path) and no processor reads the
-    tokens so far, each later token is one replayed graph: the model's step, the processors, the choice.
+    When `step` can fuse the choice with it (`advance`) and no processor reads the tokens so far, each
+    later token is `step.advance`: on a GPU one replayed CUDA graph (the model's step, the processors, the
+    choice), on a CPU two compiled calls (the step's, then the choice's: seqlab.decode.compiled_choice).
     """
     can_finish = bool(eos_ids) or stop is not None
     choice = Choice(prefix, max_new_tokens, processors, eos_ids, fill_id, do_sample, generator, can_finish)
