@@ -86,3 +86,14 @@ def test_a_second_decoding_steps_without_dynamo(model, monkeypatch):
     monkeypatch.setattr(type(graph), "__call__", lambda *a, **k: pytest.fail("went through Dynamo"))
     again = generate(model, ids, max_new_tokens=24, compile_step=True)
     assert torch.equal(again.sequences, eager.sequences)
+
+
+def test_beam_search_that_syncs_every_few_steps_keeps_its_choice_eager(model):
+    """With sync_every > 1 beam search hands `Beams.choose` to the step's `advance`: the compiled step, an
+    eager choice, and eager search's beams."""
+    ids = torch.randint(1, 40, (2, 5), generator=torch.Generator().manual_seed(5))
+    options = dict(max_new_tokens=12, num_beams=3, eos_token_id=4, sync_every=4)
+    eager = generate(model, ids, **options)
+    fast = generate(model, ids, compile_step=True, **options)
+    assert torch.equal(fast.sequences, eager.sequences)
+    torch.testing.assert_close(fast.sequences_scores, eager.sequences_scores, atol=1e-4, rtol=0)

@@ -236,10 +236,13 @@ class CompiledStep:
         return logits, state
 
     def advance(self, choice: Any, tokens: Tensor, state: Any, plan: Any) -> Tensor:
-        """Greedy search's or sampling's next tokens: the step on `tokens`, then `choice` (a
-        `seqlab.decode.search.Choice`) compiled too (seqlab.decode.compiled_choice), one graph per `plan`."""
+        """The next tokens: the step on `tokens`, then `choice(logits)` — greedy search's or sampling's `Choice`
+        compiled too (seqlab.decode.compiled_choice, one graph per `plan`), anything else (beam search's
+        `Beams.choose`) eagerly."""
+        from seqlab.decode.search import Choice
+
         logits, _ = self(tokens, state)
-        if self.eager:
+        if self.eager or not isinstance(choice, Choice):
             return choice(logits)
         if self.choice is None or self.choice.choice is not choice:
             from seqlab.decode.compiled_choice import CompiledChoice
