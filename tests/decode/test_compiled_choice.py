@@ -97,3 +97,12 @@ def test_beam_search_that_syncs_every_few_steps_keeps_its_choice_eager(model):
     fast = generate(model, ids, compile_step=True, **options)
     assert torch.equal(fast.sequences, eager.sequences)
     torch.testing.assert_close(fast.sequences_scores, eager.sequences_scores, atol=1e-4, rtol=0)
+
+
+def test_past_the_limit_of_kinds_a_new_kind_chooses_eagerly(model, monkeypatch):
+    """A server's or a notebook's many settings: past MAX_GRAPHS kinds nothing more is compiled."""
+    monkeypatch.setattr(compiled_choice, "MAX_GRAPHS", len(compiled_choice._GRAPHS))
+    monkeypatch.setattr(compiled_choice, "_compile", lambda *a: pytest.fail("compiled past the limit"))
+    ids = torch.randint(1, 40, (2, 6), generator=torch.Generator().manual_seed(6))
+    eager, fast = _both(model, ids, do_sample=True, temperature=0.61, seed=2)
+    assert torch.equal(fast.sequences, eager.sequences)
