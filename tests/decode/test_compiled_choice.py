@@ -106,3 +106,26 @@ def test_past_the_limit_of_kinds_a_new_kind_chooses_eagerly(model, monkeypatch):
     ids = torch.randint(1, 40, (2, 6), generator=torch.Generator().manual_seed(6))
     eager, fast = _both(model, ids, do_sample=True, temperature=0.61, seed=2)
     assert torch.equal(fast.sequences, eager.sequences)
+
+
+def test_a_compile_that_fails_after_running_leaves_the_decoding_as_eager(model, monkeypatch):
+    """torch.compile can raise after its frame ran (fullgraph with compiling disabled does): the choice's
+    tensors are put back before the eager choice, so no token is counted twice."""
+    def ran_then_failed(choice, logits):
+        choice(logits)
+        raise RuntimeError("found no compiled frames")
+
+    monkeypatch.setattr(compiled_choice, "_compiled_call", ran_then_failed)
+    monkeypatch.setattr(compiled_choice, "_GRAPHS", {})
+    monkeypatch.setattr(compiled_choice, "_WARNED", False)
+    ids = torch.randint(1, 40, (2, 5), generator=torch.Generator().manual_seed(7))
+    eager = generate(model, ids, max_new_tokens=20, do_sample=True, top_k=9, seed=1)
+    with pytest.warns(UserWarning, match="compiling the token choice failed"):
+        fast = generate(model, ids, max_new_tokens=20, do_sample=True, top_k=9, seed=1, compile_step=True)
+    assert torch.equal(fast.sequences, eager.sequences) and torch.equal(fast.lengths, eager.lengths)
+    torch.testing.assert_close(fast.token_logprobs, eager.token_logprobs, atol=1e-4, rtol=0)
+    with torch._dynamo.config.patch(disable=True):  # TORCH_COMPILE_DISABLE=1: not even tried
+        monkeypatch.setattr(compiled_choice, "_GRAPHS", {})
+        monkeypatch.setattr(compiled_choice, "_compile", lambda *a: pytest.fail("compiled while disabled"))
+        assert torch.equal(generate(model, ids, max_new_tokens=20, compile_step=True).sequences,
+                           generate(model, ids, max_new_tokens=20).sequences)

@@ -15,14 +15,15 @@ One graph per kind of choice, kept for the process: the processors' `graph_key()
 length-dependent processors act), greedy or sampling, how many EOS ids, rows, vocabulary and dtypes.
 Settings are constants of a graph (a new temperature compiles a new one); the prompt length and
 `max_new_tokens` are not: the sequences' length is a dynamic size. A choice whose processors read the
-tokens, or one without a `graph_key`, or one that fails to compile, or one past `MAX_GRAPHS` kinds, runs
-eagerly, as before.
+tokens, or one without a `graph_key`, or one past `MAX_GRAPHS` kinds, or any with TORCH_COMPILE_DISABLE=1,
+runs eagerly, as before; one that fails to compile too, with a warning (once), its tensors restored first.
 Random draws stay outside (`Choice.draw`, the seeded generator), so sampled tokens are the eager ones.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +75,8 @@ def _first_call(choice: Choice, logits: Tensor, plan: Any) -> tuple[Tensor, Call
     key = choice_key(choice, logits, plan)
     if key is None or choice.sequences.shape[1] < 2 or choice.logprobs.shape[1] < 2:
         return choice(logits), choice  # (a size of 0 or 1 cannot be a dynamic size)
+    if torch._dynamo.config.disable:  # TORCH_COMPILE_DISABLE=1: torch.compile would only run it eagerly
+        return choice(logits), choice
     tensors = choice.tensors()
     with _LOCK:
         if key in _GRAPHS:
@@ -96,9 +99,23 @@ def _compile(choice: Choice, logits: Tensor, tensors: list[Tensor]) -> tuple[Ten
     torch._dynamo.reset_code(Choice.__call__.__code__)
     torch._dynamo.mark_dynamic(choice.sequences, 1)  # the prompt length and max_new_tokens are not constants
     torch._dynamo.mark_dynamic(choice.logprobs, 1)
+    before = [t.clone() for t in tensors]  # a failure may come after the graph wrote its outputs: undo them
     try:
         with inductor_config.patch(CHOICE_OPTIONS), capturing() as graphs:
             tokens = _compiled_call(choice, logits)
-    except Exception:  # noqa: BLE001 - compiling runs nothing before it succeeds: choose eagerly
+    except Exception as e:  # noqa: BLE001 - any compiler failure: the state as it was, then choose eagerly
+        for tensor, saved in zip(tensors, before, strict=True):
+            tensor.copy_(saved)
+        _warn_once(f"compiling the token choice failed, choosing eagerly: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         return choice(logits), None
     return tokens, Replay.from_capture(graphs, [logits, *tensors], tokens)
+
+
+_WARNED = False
+
+
+def _warn_once(message: str) -> None:
+    global _WARNED
+    if not _WARNED:
+        _WARNED = True
+        warnings.warn(message, stacklevel=4)
