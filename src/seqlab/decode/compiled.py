@@ -193,7 +193,8 @@ class CompiledStep:
         self.choice: Any = None  # `advance`: the decoding's compiled token choice
         self.eager = False
         self.calls = 0
-        self.first_step_seconds: float | None = None  # compiling included (or Dynamo's guards, on a reused graph)
+        # the first step, compiling included, plus each first choice at a new plan (`advance`: it may compile)
+        self.first_step_seconds: float | None = None
         self.rows: Tensor | None = None  # beams: (N, S) the cache row of each beam's slot
 
     def __call__(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
@@ -248,7 +249,12 @@ class CompiledStep:
             from seqlab.decode.compiled_choice import CompiledChoice
 
             self.choice = CompiledChoice(choice)
-        return self.choice(logits, plan)
+        if plan in self.choice.calls:
+            return self.choice(logits, plan)
+        started = time.perf_counter()  # a new plan may compile a choice: counted with the first step's compiling
+        tokens = self.choice(logits, plan)
+        self.first_step_seconds = (self.first_step_seconds or 0.0) + time.perf_counter() - started
+        return tokens
 
     def reorder(self, state: Any, index: Tensor) -> Any:
         """Beam search's reorder: the new beams (N,) `index` into the old ones, as `model.reorder_state`."""

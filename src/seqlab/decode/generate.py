@@ -3,7 +3,7 @@
     out = generate(model, input_ids, attention_mask=mask, max_new_tokens=50, num_beams=4, eos_token_id=3)
     out.sequences         # (B * num_return_sequences, T + new): the prompt, then the generated tokens
     out.sequences_scores  # (B * num_return_sequences,) length-penalised beam scores (beam search only)
-    out.first_step_seconds  # with compile_step: the first step's wall time, compiling included
+    out.first_step_seconds  # with compile_step: the first step's wall time (and the first choices'), compiling included
     out.finish_reasons    # per sequence: "stop" (EOS or a stop string) or "length" (max_new_tokens ran out)
     out.token_logprobs    # (B * num_return_sequences, new): log p_model of each generated token (0 after the end)
     out.confidence        # per sequence: the mean of its token log-probs; with beams, its beam score
@@ -63,7 +63,7 @@ RECURRENT_MAX_NEW_TOKENS = 100_000
 class GenerateOutput:
     sequences: Tensor  # (B * num_return_sequences, P + new)
     sequences_scores: Tensor | None = None  # (B * num_return_sequences,), beam search only
-    first_step_seconds: float | None = None  # compile_step only: the first step, which compiles (or reuses) the graph
+    first_step_seconds: float | None = None  # compile_step only: the first step and choice, which compile (or reuse) graphs
     finish_reasons: list[str] = field(default_factory=list)  # per sequence: "stop" or "length"
     token_logprobs: Tensor | None = None  # (B * num_return_sequences, new) log p_model per token, 0 after the end
     confidence: list[float] = field(default_factory=list)  # per sequence: mean token log-prob, or the beam score
