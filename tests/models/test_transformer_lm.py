@@ -204,3 +204,26 @@ def test_step_updates_the_state_in_place():
     assert state.slot.tolist() == [6] and state.position.tolist() == [6, 6]
     assert state.key_valid.tolist() == [[True] * 6 + [False]] * 2
     assert model.capturable_step
+
+
+def test_padded_prefill_runs_the_real_tokens_only(monkeypatch):
+    """With padding, the per-token layers see the N real tokens (seqlab.modules.packing); the logits and the
+    real slots' keys are those of the padded batch, and the padding slots' keys are zeros."""
+    model = make()
+    lengths = [6, 2, 4]
+    prompt = torch.randint(0, V, (3, 6))
+    mask = torch.tensor([[0] * (6 - n) + [1] * n for n in lengths])
+    rows = []
+    model.transformer.h[0].attn.c_attn.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))
+    with torch.no_grad():
+        logits, state = model.prefill(prompt, mask, 2)
+        assert rows == [sum(lengths)]  # (N, C): 12 tokens, not 3 x 6
+        monkeypatch.setattr("seqlab.modules.packing.Packed.of", classmethod(lambda cls, real: None))
+        padded_logits, padded_state = model.prefill(prompt, mask, 2)
+    assert rows[-1] == 3  # the padded batch: (B, T, C)
+    torch.testing.assert_close(logits, padded_logits, atol=1e-5, rtol=1e-5)
+    real = mask.bool()
+    for layer in range(model.n_layer):
+        keys, padded_keys = state.cache.keys[layer][:, :, :6], padded_state.cache.keys[layer][:, :, :6]  # (B, nh, T, hs)
+        torch.testing.assert_close(keys.transpose(1, 2)[real], padded_keys.transpose(1, 2)[real], atol=1e-5, rtol=1e-5)
+        assert not keys.transpose(1, 2)[~real].any()

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from seqlab.modules import linear as linear_module
-from seqlab.modules.linear import MIN_PACKED, Linear, packed_linear_available
+from seqlab.modules.linear import MIN_PACKED, MIN_PACKED_ROWS, Linear, packed_linear_available
 
 pytestmark = pytest.mark.skipif(not packed_linear_available(), reason="torch without oneDNN")
 
@@ -61,6 +61,17 @@ def test_state_dict_deepcopy_and_small_weights_are_plain():
     with torch.no_grad():
         small(torch.randn(1, 64))
     assert small._packed is None
+
+
+@pytest.mark.skipif(not packed_linear_available(), reason="torch without oneDNN")
+def test_small_weights_are_packed_for_many_rows():
+    """A prefill's hundreds of rows: oneDNN whatever the weight's size, with F.linear's numbers."""
+    small = Linear(64, 48).eval()
+    x = torch.randn(MIN_PACKED_ROWS, 64)
+    with torch.no_grad():
+        y = small(x)
+    assert small._packed is not None
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, small.weight, small.bias), atol=1e-5, rtol=1e-5)
 
 
 def test_the_switch_turns_the_path_off(monkeypatch):

@@ -39,6 +39,7 @@ from seqlab.models import register
 from seqlab.modules.init import gpt2_init
 from seqlab.modules.kv_cache import StaticKVCache, reorder_rows
 from seqlab.modules.linear import FUSABLE, Linear
+from seqlab.modules.packing import Packed
 from seqlab.modules.rotary import RotaryEmbedding, apply_rotary
 
 ACTIVATIONS = tuple(FUSABLE)  # gelu: x Φ(x);  gelu_new: 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)));  relu
@@ -55,10 +56,15 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
-                cache: StaticKVCache | None, slots: Tensor | None, attention: Attention | None = None) -> Tensor:
-        """x (B, T, C); mask None = plain causal, else bool (B, 1, T, S') over the first S' <= S cache slots."""
-        B, T, _ = x.shape
-        qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)  # (B, T, 3, nh, hs)
+                cache: StaticKVCache | None, slots: Tensor | None, attention: Attention | None = None,
+                packed: Packed | None = None) -> Tensor:
+        """x (B, T, C), or (N, C) `packed` tokens; mask None = plain causal, else bool (B, 1, T, S') over the
+        first S' <= S cache slots. Returns x's shape."""
+        qkv = self.c_attn(x)  # (B, T, 3 nh hs) or (N, 3 nh hs)
+        if packed is not None:
+            qkv = packed.unpack(qkv)  # (B, T, 3 nh hs): q, k, v zeros at padding
+        B, T, _ = qkv.shape
+        qkv = qkv.view(B, T, 3, self.n_head, self.head_dim)  # (B, T, 3, nh, hs)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
@@ -72,6 +78,8 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                                dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)  # (B, T, nh * hs)
+        if packed is not None:
+            y = packed.pack(y)  # (N, nh * hs)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -99,8 +107,9 @@ class Block(nn.Module):
         self.mlp = MLP(n_embd, mlp_width, dropout, bias, activation)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None,
-                cache: StaticKVCache | None, slots: Tensor | None, attention: Attention | None = None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), rope, mask, cache, slots, attention)
+                cache: StaticKVCache | None, slots: Tensor | None, attention: Attention | None = None,
+                packed: Packed | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), rope, mask, cache, slots, attention, packed)  # LayerNorm, MLP: per token
         return x + self.mlp(self.ln_2(x))
 
 
@@ -163,8 +172,8 @@ class TransformerLM(nn.Module):
 
     def _trunk(self, idx: Tensor, positions: Tensor, mask: Tensor | None = None,
                cache: StaticKVCache | None = None, slots: Tensor | None = None,
-               attention: Attention | None = None) -> Tensor:
-        """idx (B, T), positions (T,) or (B, T) -> final hidden states (B, T, C)."""
+               attention: Attention | None = None, packed: Packed | None = None) -> Tensor:
+        """idx (B, T), positions (T,) or (B, T) -> final hidden states (B, T, C), or (N, C) for `packed` tokens."""
         x = self.transformer.wte(idx)  # (B, T, C)
         rope = None
         if self.rotary is None:
@@ -172,8 +181,10 @@ class TransformerLM(nn.Module):
         else:
             rope = self.rotary(positions)  # cos, sin: (B or 1, 1, T, hs)
         x = self.transformer.drop(x)
+        if packed is not None:
+            x = packed.pack(x)  # (N, C)
         for block in self.transformer.h:
-            x = block(x, rope, mask, cache, slots, attention)
+            x = block(x, rope, mask, cache, slots, attention, packed)
         return self.transformer.ln_f(x)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
@@ -196,6 +207,9 @@ class TransformerLM(nn.Module):
         Positions are cumsum(mask) - 1 clamped at 0, as Hugging Face GPT-2 generates; padding slots
         are never attended to (each padding query sees only itself, which keeps its row finite).
         Returns the logits (B, V) for the token after the prompt.
+
+        With padding, the per-token layers run on the real tokens only (seqlab.modules.packing), and the
+        padding slots' keys and values are zeros.
         """
         B, T = input_ids.shape
         S, device = T + max_new_tokens, input_ids.device
@@ -210,9 +224,11 @@ class TransformerLM(nn.Module):
         causal = slots[None, :] <= slots[:, None]  # (T, T): the prompt attends to its own T slots only
         mask = (real[:, None, :] & causal) | torch.eye(T, dtype=torch.bool, device=device)  # (B, T, T)
         cache = StaticKVCache(self.n_layer, S)
-        x = self._trunk(input_ids, positions, mask.unsqueeze(1), cache, slots)  # (B, T, C)
+        # torch.export (the ONNX prefill graph) traces the padded batch: packing's size depends on the mask's values
+        packed = None if attention_mask is None or torch.compiler.is_compiling() else Packed.of(real)
+        x = self._trunk(input_ids, positions, mask.unsqueeze(1), cache, slots, packed=packed)  # (B, T, C) or (N, C)
         state = TransformerState(cache, key_valid, torch.tensor([T], device=device), positions[:, -1] + 1)
-        return self.lm_head(x[:, -1]), state  # (B, V)
+        return self.lm_head(x[:, -1] if packed is None else packed.last(x)), state  # (B, V)
 
     def step(self, tokens: Tensor, state: TransformerState,
              attention: Attention | None = None) -> tuple[Tensor, TransformerState]:

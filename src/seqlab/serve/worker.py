@@ -28,8 +28,9 @@ seed (choice i of a request with `seed` has seed + i). The thread loops while an
    ends leaves the batch; a reply the policy regenerates gets a new row at once (the flagged words banned,
    the same seed), which joins at the next step.
 
-Events reach the event loop that submitted the request through `call_soon_threadsafe`, one call per request
-and step, so the loop never waits for the worker. An error the engine raises for one choice (a SeqlabError:
+Events reach the event loop that submitted the request through `call_soon_threadsafe`, one call per loop
+and step (`post`: each call wakes the loop, and 16 streams would wake it 16 times a step), so the loop
+never waits for the worker. An error the engine raises for one choice (a SeqlabError:
 the client's options) ends that request only; an error inside a step ends the requests in the batch,
 which starts afresh.
 """
@@ -42,6 +43,7 @@ import itertools
 import random
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,7 +87,7 @@ class Submission:
             self.cancelled.set()
             self._on_cancel(self)
 
-    def _put_now(self, events: tuple[Event, ...]) -> None:
+    def _put_now(self, events: Sequence[Event]) -> None:
         for event in events:
             self._events.put_nowait(event)
 
@@ -101,6 +103,24 @@ class Submission:
         elif event.final:
             self._open_choices -= 1
         return event
+
+
+def post(events: dict[Submission, list[Event]]) -> None:
+    """Hand each submission its events (from any thread): one `call_soon_threadsafe` per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Submission, list[Event]]]] = {}
+    for submission, out in events.items():
+        if out:
+            by_loop.setdefault(submission._loop, []).append((submission, out))
+    for loop, batch in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_put_all, batch)
+        except RuntimeError:  # the loop has closed: nobody reads them
+            pass
+
+
+def _put_all(batch: list[tuple[Submission, list[Event]]]) -> None:
+    for submission, out in batch:
+        submission._put_now(out)
 
 
 class Worker(Protocol):
@@ -269,9 +289,7 @@ class BatchWorker:
         for batch_event in batch_events:
             slot = self._rows[batch_event.request_id]
             events.setdefault(slot.submission, []).extend(self._take(slot, batch_event))
-        for submission, out in events.items():
-            if out:
-                submission.put(*out)
+        post(events)
 
     def _take(self, slot: _Slot, event: BatchEvent) -> list[Event]:
         """A row's token: its events; the row leaves when it ends or the policy stops it."""
