@@ -211,6 +211,32 @@ def test_16_concurrent_requests_share_their_decode_steps(models):
     assert all(ends[0].completion_tokens == 24 for _, ends, _, _ in results)
 
 
+def test_a_burst_into_an_idle_worker_prefills_together(models, monkeypatch):
+    """Requests arriving a millisecond apart into an idle worker (a burst of clients) join one prefill, not a
+    first one alone and the rest one step later. (The quiet time is stretched, so a slow machine's gaps fit.)"""
+    monkeypatch.setattr("seqlab.serve.worker.GATHER_QUIET_SECONDS", 0.05)
+    served = models["lm"]
+    requests = [GenerationRequest("to be", [sampling(served, s, max_new_tokens=4, min_new_tokens=4)]) for s in range(6)]
+
+    async def main(worker):
+        submissions = []
+        for request in requests:
+            submissions.append(worker.submit(request))
+            await asyncio.sleep(0.001)
+        return await asyncio.gather(*(collect(s) for s in submissions))
+
+    with worker_for(served, max_batch=8) as worker:
+        joined, step = [], worker.batch.step
+
+        def counting_step():
+            joined.append(len(worker.batch.joining))
+            return step()
+
+        worker.batch.step = counting_step
+        results = run(main(worker))
+    assert joined[0] == 6 and all(ends[0].completion_tokens == 4 for _, ends, _, _ in results)
+
+
 def test_the_queue_is_bounded_and_a_waiting_request_can_leave_it(models):
     served = models["rnn"]
     endless = served.options(max_new_tokens=50_000, min_new_tokens=50_000)
