@@ -22,8 +22,10 @@ def test_pack_unpack_and_last_by_hand():
     assert packed.last(flat)[:, 0].tolist() == [3, 6, 9]  # each row's last token
 
 
-def test_a_batch_without_padding_is_not_packed():
+def test_a_batch_without_padding_or_not_left_padded_is_not_packed():
     assert Packed.of(torch.ones(2, 4, dtype=torch.bool)) is None
+    assert Packed.of(left_padded([3, 0], 3)) is None  # an empty row: no last token to take
+    assert Packed.of(torch.tensor([[True, True, False], [True, True, True]])) is None  # right padding
 
 
 def test_unpack_inverts_pack_on_real_positions():

@@ -32,11 +32,12 @@ class Packed:
 
     @classmethod
     def of(cls, real: Tensor) -> Packed | None:
-        """real (B, T) bool -> the packing of its True positions; None when nothing is padding (a plain batch)."""
+        """real (B, T) bool -> the packing of its True positions; None when nothing is padding (a plain batch) or
+        the batch is not left-padded (a row's last position is padding, e.g. an empty prompt: `last` needs it)."""
         B, T = real.shape
         flat = real.reshape(-1)
         index = flat.nonzero().squeeze(1)  # (N,) a device sync where the batch is on a GPU
-        if index.numel() == flat.numel():
+        if index.numel() == flat.numel() or not bool(real[:, -1].all()):
             return None
         return cls(index, B, T)
 
