@@ -51,6 +51,6 @@ class Packed:
         return out.index_copy_(0, self.index, x).view(self.B, self.T, -1)
 
     def last(self, x: Tensor) -> Tensor:
-        """x (N, D) of a left-padded batch -> (B, D): each row's last position (real in every non-empty row)."""
+        """x (N, D) -> (B, D): each row's last position (real in every row: `of` packs left-padded batches only)."""
         rows = torch.arange(1, self.B + 1, device=self.index.device) * self.T - 1  # (B,) flat position of (b, T-1)
         return x.index_select(0, torch.searchsorted(self.index, rows))

@@ -81,10 +81,7 @@ class Submission:
 
     def put(self, *events: Event) -> None:
         """Hand `events` to the reader (from any thread); dropped once the reader's loop has closed."""
-        try:
-            self._loop.call_soon_threadsafe(self._put_now, events)
-        except RuntimeError:
-            pass
+        post({self: list(events)})
 
     def cancel(self) -> None:
         """Stop decoding this request (idempotent): a waiting one leaves the queue now, an active one
@@ -112,7 +109,8 @@ class Submission:
 
 
 def post(events: dict[Submission, list[Event]]) -> None:
-    """Hand each submission its events (from any thread): one `call_soon_threadsafe` per event loop."""
+    """Hand each submission its events (from any thread): one `call_soon_threadsafe` per event loop; events
+    for a loop that has closed are dropped (nobody reads them)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Submission, list[Event]]]] = {}
     for submission, out in events.items():
         if out:
@@ -120,7 +118,7 @@ def post(events: dict[Submission, list[Event]]) -> None:
     for loop, batch in by_loop.items():
         try:
             loop.call_soon_threadsafe(_put_all, batch)
-        except RuntimeError:  # the loop has closed: nobody reads them
+        except RuntimeError:  # the loop has closed
             pass
 
 
