@@ -100,7 +100,7 @@ def test_a_failed_compile_warns_and_decodes_eagerly(model, monkeypatch):
         raise RuntimeError("no C++ compiler\nmore detail")
 
     monkeypatch.setattr(compiled, "compiled_step_for", lambda m: broken)
-    monkeypatch.setattr(compiled, "_WARNED", False)
+    monkeypatch.setattr(compiled, "_WARNED", set())
     ids = torch.randint(1, 50, (1, 5))
     with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
         out = generate(model, ids, max_new_tokens=8, compile_step=True)

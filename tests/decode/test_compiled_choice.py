@@ -117,7 +117,7 @@ def test_a_compile_that_fails_after_running_leaves_the_decoding_as_eager(model, 
 
     monkeypatch.setattr(compiled_choice, "_compiled_call", ran_then_failed)
     monkeypatch.setattr(compiled_choice, "_GRAPHS", {})
-    monkeypatch.setattr(compiled_choice, "_WARNED", False)
+    monkeypatch.setattr("seqlab.decode.compiled._WARNED", set())
     ids = torch.randint(1, 40, (2, 5), generator=torch.Generator().manual_seed(7))
     eager = generate(model, ids, max_new_tokens=20, do_sample=True, top_k=9, seed=1)
     with pytest.warns(UserWarning, match="compiling the token choice failed"):

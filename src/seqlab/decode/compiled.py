@@ -113,7 +113,7 @@ def rows_attention(rows: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) 
     return step_attention(q, gather_rows(k, rows), gather_rows(v, rows), mask)
 
 
-_WARNED = False
+_WARNED: set[str] = set()  # the kinds of failure warned about in this process (`warn_once`)
 
 
 class _Entry:
@@ -227,7 +227,7 @@ class CompiledStep:
                     capturing() as graphs:
                 logits = self.graph(*inputs)
         except Exception as e:  # noqa: BLE001 - any compiler failure: compiling runs nothing, the state is intact
-            _warn_once(f"compiling the decode step failed, decoding without it: {str(e).splitlines()[0]}")
+            warn_once("step", f"compiling the decode step failed, decoding without it: {str(e).splitlines()[0]}")
             self.eager = True
             self._materialize(state)
             return self.model.step(tokens, state)
@@ -327,8 +327,8 @@ def cuda_step(model: nn.Module) -> Any:
     return step
 
 
-def _warn_once(message: str) -> None:
-    global _WARNED
-    if not _WARNED:
-        warnings.warn(message, stacklevel=3)
-        _WARNED = True
+def warn_once(kind: str, message: str, stacklevel: int = 3) -> None:
+    """Warn with `message` the first time a failure of this `kind` happens in the process."""
+    if kind not in _WARNED:
+        _WARNED.add(kind)
+        warnings.warn(message, stacklevel=stacklevel)

@@ -23,7 +23,6 @@ Random draws stay outside (`Choice.draw`, the seeded generator), so sampled toke
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch
 import torch._inductor.config as inductor_config
 from torch import Tensor
 
+from seqlab.decode.compiled import warn_once
 from seqlab.decode.replay import Replay, capturing, inductor_backend
 from seqlab.decode.search import Choice
 
@@ -106,16 +106,7 @@ def _compile(choice: Choice, logits: Tensor, tensors: list[Tensor]) -> tuple[Ten
     except Exception as e:  # noqa: BLE001 - any compiler failure: the state as it was, then choose eagerly
         for tensor, saved in zip(tensors, before, strict=True):
             tensor.copy_(saved)
-        _warn_once(f"compiling the token choice failed, choosing eagerly: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        warn_once("choice", f"compiling the token choice failed, choosing eagerly: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}", stacklevel=4)
         return choice(logits), None
     return tokens, Replay.from_capture(graphs, [logits, *tensors], tokens)
-
-
-_WARNED = False
-
-
-def _warn_once(message: str) -> None:
-    global _WARNED
-    if not _WARNED:
-        _WARNED = True
-        warnings.warn(message, stacklevel=4)
