@@ -213,7 +213,7 @@ def test_the_compiled_steps_int8_op_equals_the_eager_product_and_passes_opcheck(
     from seqlab.compress.quantize import int8_linear_dynamic, quantize_per_channel
 
     torch.manual_seed(0)
-    weight, bias, x = torch.randn(24, 16), torch.randn(24), torch.randn(3, 16)
+    weight, bias, x = torch.randn(24, 16), torch.randn(24), torch.randn(12, 16)  # > GEMV_ROWS rows: fbgemm's product
     layer = Int8Linear(*quantize_per_channel(weight), bias, "dynamic").eval()
     torch.testing.assert_close(int8_linear_dynamic(x, layer.weight, layer.weight_scale, layer.bias), layer(x))
     torch.library.opcheck(int8_linear_dynamic, (x, layer.weight, layer.weight_scale, layer.bias))

@@ -17,8 +17,8 @@ def quantize(
     method: str | None = typer.Option(None, "--method", show_default=False,
                                help="weight-only (int8 weights, float activations; seqlab's int8 kernel decodes "
                                "1-8 rows fastest; default for Transformers) | dynamic (activations quantized "
-                               "too, fbgemm int8 GEMM: faster for large batches and LSTM / GRU; default for "
-                               "recurrent models)."),
+                               "too: seqlab's W8A8 kernel for 1-8 rows, fbgemm's int8 GEMM beyond, faster for "
+                               "large batches and LSTM / GRU; default for recurrent models)."),
     dtype: str = typer.Option("int8", "--dtype", help="Weight type: int8 (the only one so far)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Weights to quantize: best | last."),
     as_json: bool = JsonOpt,
@@ -26,8 +26,8 @@ def quantize(
     """Quantize a run's weights to int8 (one scale per output channel) and write them as a new run.
 
     Every Linear, Embedding and LSTM / GRU / RNN matrix becomes int8; biases and LayerNorms stay fp32.
-    weight-only builds seqlab's int8 CPU kernel the first time it runs on a machine (~15 s; needs a C++
-    compiler and AVX2, else it computes on the dequantized weight).
+    An int8 run builds seqlab's int8 CPU kernels the first time it runs on a machine (~15 s; needs a C++
+    compiler and AVX2, else weight-only computes on the dequantized weight and dynamic on fbgemm's GEMM).
 
     The new run holds the source's config and tokenizer and an int8 model.safetensors that records the method:
     `seqlab generate`, `chat`, `eval` and `serve` use it like any run.

@@ -1,4 +1,4 @@
-"""The int8 weight-only product of a few rows on the CPU: seqlab's own kernel (`int8_gemv.cpp`).
+"""int8-weight products of a few rows on the CPU: seqlab's own kernels (`int8_gemv.cpp`).
 
     y = (x q^T) s + b        x (M, K) fp32, M <= GEMV_ROWS;  q (N, K) int8, s (N,) fp32 per output channel
 
@@ -13,16 +13,28 @@ int8 weights to int16 and multiply-adds them with x rounded per row to int16 (`v
 
 x's rounding (relative 1.5e-5 of the row's largest value) is far below the int8 weight's own (1/254 of
 the channel's largest), so the product is the weight-only product up to float rounding; each row is
-rounded on its own, so a row's result does not depend on the other rows in the batch. Measured on the same
-VM, one row, 1 thread: ~31-37 us per 1536 x 384 call from Python (MKL's fp32 `torch.mv`: ~230 us), ~11 us in a
-C++ loop (40 GMAC/s); decoding, docs/compress.md.
+rounded on its own, so a row's result does not depend on the other rows in the batch.
+
+Measured on the same VM, one row, 1 thread: ~31-37 us per 1536 x 384 call from Python (MKL's fp32
+`torch.mv`: ~230 us), ~11 us in a C++ loop (40 GMAC/s); decoding, docs/compress.md.
+
+`int8_gemv_a8` is the dynamic (W8A8) product of the same weights, what the `dynamic` method decodes
+with: x quantized per row to int8,
+
+    xq[m, k] = round(x[m, k] / sx[m]),   sx[m] = max_k |x[m, k]| / 127
+
+and multiplied 32 columns per instruction (`vpmaddubsw` of |x| and the weight carrying x's sign, so no
+16-bit pair sum can saturate): two thirds of the int16 kernel's instructions per product. x's rounding
+is then as coarse as the weight's, the trade `dynamic` makes (and CTranslate2's int8); rows are still
+quantized each on its own.
 
 The kernel is compiled from its C++ source with `torch.utils.cpp_extension` the first time a process needs
 it (~15 s, once per machine: the build is cached under `$TORCH_EXTENSIONS_DIR`, by default
-~/.cache/torch_extensions) and registered as the op `torch.ops.seqlab_cpu.int8_gemv`, which the compiled
-decode step (`seqlab.decode.compiled`) calls from its C++ wrapper. It needs an x86 CPU with AVX2 and FMA,
-and a C++ compiler and ninja; without them, or with `SEQLAB_INT8_GEMV=0`, `available()` is False and the
-`weight-only` method computes as before (`F.linear` on the dequantized weight), which changes only speed.
+~/.cache/torch_extensions) and registered as the ops `torch.ops.seqlab_cpu.int8_gemv` and `int8_gemv_a8`,
+which the compiled decode step (`seqlab.decode.compiled`) calls from its C++ wrapper. It needs an x86 CPU
+with AVX2 and FMA, and a C++ compiler and ninja; without them, or with `SEQLAB_INT8_GEMV=0`, `available()`
+is False: the `weight-only` method computes as before (`F.linear` on the dequantized weight), which
+changes only speed, and `dynamic` uses fbgemm's product for every size (x quantized per call to 7 bits).
 """
 
 from __future__ import annotations
@@ -85,17 +97,25 @@ def int8_gemv(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> 
     return y.view(*x.shape[:-1], weight.shape[0])
 
 
+def int8_gemv_a8(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    """int8_gemv with x quantized per row to int8 (the dynamic product; see the module docstring)."""
+    rows = x.reshape(-1, x.shape[-1])  # (M, K)
+    y = torch.ops.seqlab_cpu.int8_gemv_a8(rows, weight, scale, bias)  # (M, N)
+    return y.view(*x.shape[:-1], weight.shape[0])
+
+
 def _load() -> None:
     from torch.utils.cpp_extension import load
 
     load(name="seqlab_int8_gemv", sources=[str(SOURCE)], extra_cflags=CFLAGS, is_python_module=False,
          verbose=False)
-    if not hasattr(torch.ops.seqlab_cpu, "int8_gemv"):
-        raise RuntimeError("the built library did not register seqlab_cpu::int8_gemv")
-    try:
-        torch.library.register_fake("seqlab_cpu::int8_gemv", _int8_gemv_shape)
-    except RuntimeError:  # registered already (a second load in this process)
-        pass
+    for op in ("int8_gemv", "int8_gemv_a8"):
+        if not hasattr(torch.ops.seqlab_cpu, op):
+            raise RuntimeError(f"the built library did not register seqlab_cpu::{op}")
+        try:
+            torch.library.register_fake(f"seqlab_cpu::{op}", _int8_gemv_shape)
+        except RuntimeError:  # registered already (a second load in this process)
+            pass
 
 
 def _int8_gemv_shape(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:

@@ -11,9 +11,11 @@ int8 tensor whose row scales serve both: a row of E is an output channel of the 
 
 Two methods compute with them (`METHODS`):
 
-    dynamic       y = (q_x q^T) s_x s + b     x quantized per row at run time (int8 x int8 GEMM, int32
-                                              accumulation; fbgemm's `quantized::linear_dynamic`, and
-                                              torch's dynamic quantized LSTM / GRU for the recurrence)
+    dynamic       y = (q_x q^T) s_x s + b     x quantized at run time, int8 x int8 products with int32
+                                              sums: up to 8 rows on seqlab's W8A8 kernel (x per row to
+                                              int8, `seqlab.compress.gemv.int8_gemv_a8`), more on fbgemm's
+                                              `quantized::linear_dynamic` (x per call to 7 bits), and
+                                              torch's dynamic quantized LSTM / GRU for the recurrence
     weight-only   y = (x q^T) s + b           x stays float; products of up to 8 rows (decoding at batch 1,
                                               a beam of 4) run on seqlab's int8 kernel (`seqlab.compress.gemv`,
                                               x rounded per row to 16 bits), larger ones as fp32 on the
@@ -31,7 +33,8 @@ for Transformer models, dynamic for recurrent ones. Both stay within +0.2% of fp
 The compiled decode step (`seqlab.decode.compiled`) keeps `dynamic`'s fbgemm product as one opaque op
 (`int8_linear_dynamic`): Inductor can neither trace fbgemm's packed weight nor keep an int8 -> fp32
 conversion (its freezing folds it into an fp32 constant, so compiled `weight-only` products of more than
-8 rows run at fp32's speed); the kernel's op `seqlab_cpu::int8_gemv` is called from its C++ wrapper.
+8 rows run at fp32's speed); the kernels' ops `seqlab_cpu::int8_gemv` and `int8_gemv_a8` are called from
+its C++ wrapper.
 
 The saved weights file is ordinary safetensors (int8 `NAME` + fp32 `NAME_scale`); its metadata holds
 the record `{"dtype": "int8", "method": ...}` under `RECORD_KEY`, which is how a loader knows to build
@@ -135,11 +138,13 @@ class Int8Linear(nn.Module):
         # biases stay parameters (frozen): callers find a model's device from its first parameter
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
         self._packed: tuple[tuple, Any] | None = None  # (version key, fbgemm packed weight)
-        if method == "weight-only" and weight.device.type == "cpu":
-            gemv.available()  # build seqlab's int8 kernel now, not while torch.compile traces the first step
+        if weight.device.type == "cpu":
+            gemv.available()  # build seqlab's int8 kernels now, not while torch.compile traces the first step
 
     def forward(self, x: Tensor) -> Tensor:
         """x (..., in) -> (..., out)."""
+        if self.method == "dynamic" and gemv.usable(x, self.in_features):  # a few rows: seqlab's W8A8 kernel
+            return gemv.int8_gemv_a8(x, self.weight, self.weight_scale, self.bias)
         if self.method == "dynamic" and _fbgemm_usable(x):
             if torch.compiler.is_compiling():  # an opaque op in the compiled step, its packed weight cached
                 return int8_linear_dynamic(x, self.weight, self.weight_scale, self.bias)
