@@ -24,11 +24,14 @@ Two methods compute with them (`METHODS`):
 An Embedding row is dequantized on lookup (e[t] = q[t] s[t]) by both. Where the int8 kernels do not
 exist (no fbgemm: a CUDA tensor, an ARM build) `dynamic` computes as `weight-only`; torch has no int8
 Elman RNN, and `weight-only` recurrent layers dequantize their matrices once when first run, so for
-those the int8 file saves disk, not time. Measured on a 2-core AVX2 CPU (docs/compress.md), a 6 x 384
-GPT-2 decoding one token at a time: `weight-only` 2.2x faster than `dynamic` (fbgemm spends more time
-quantizing x and packing than multiplying at one row); at 64 rows `dynamic` is 1.3x faster; a 2 x 512
-LSTM decodes 2.5-3.5x faster with `dynamic` than fp32. Hence the default (`default_method`): weight-only
-for Transformer models, dynamic for recurrent ones. Both stay within +0.2% of fp32's perplexity.
+those the int8 file saves disk, not time. Speed (docs/compress.md has the measurements): for a GPT-2
+decoding a few rows, `dynamic`'s W8A8 kernel needs fewer instructions than `weight-only`'s, which shows
+where the products are compute-bound (a beam of 4) more than at batch 1, where reading the weights bounds
+both; at 64 rows fbgemm's `dynamic` is the faster; a 2 x 512 LSTM decodes 2.5-3.5x faster with `dynamic`
+than fp32. The default (`default_method`) is weight-only for Transformer models, whose rows never depend on
+one another (beyond 8 rows `dynamic` quantizes x with one scale for the whole batch, so a served request's
+tokens would depend on the others'), dynamic for recurrent ones. Both stay within +0.2% of fp32's
+perplexity.
 
 The compiled decode step (`seqlab.decode.compiled`) keeps `dynamic`'s fbgemm product as one opaque op
 (`int8_linear_dynamic`): Inductor can neither trace fbgemm's packed weight nor keep an int8 -> fp32
