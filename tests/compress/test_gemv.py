@@ -100,31 +100,21 @@ def test_the_op_passes_torch_opcheck_and_rejects_wrong_inputs_in_one_line(op):
 
 
 @needs_kernel
-def test_int8_linear_uses_the_kernel_for_a_few_rows_and_the_dequantized_product_for_more(monkeypatch):
-    layer = Int8Linear(*quantize_per_channel(torch.randn(48, 96)), torch.randn(48), "weight-only").eval()
-    calls = []
-    real = gemv.int8_gemv
-    monkeypatch.setattr(gemv, "int8_gemv", lambda *a: calls.append(a[0].shape) or real(*a))
-    with torch.no_grad():
-        few = layer(torch.randn(2, 4, 96))  # 8 rows
-        many = layer(torch.randn(3, 4, 96))  # 12 rows
-    assert calls == [(2, 4, 96)] and few.shape == (2, 4, 48) and many.shape == (3, 4, 48)
-
-
-@needs_kernel
-def test_dynamic_int8_linear_uses_the_a8_kernel_for_a_few_rows_and_fbgemm_for_more(monkeypatch):
+@pytest.mark.parametrize(("method", "kernel"), [("weight-only", "int8_gemv"), ("dynamic", "int8_gemv_a8")])
+def test_int8_linear_uses_its_kernel_for_a_few_rows_and_its_other_product_for_more(monkeypatch, method, kernel):
+    """weight-only: the dequantized product beyond 8 rows; dynamic: fbgemm's (x quantized to 7 bits)."""
     from seqlab.compress import quantize
 
-    layer = Int8Linear(*quantize_per_channel(torch.randn(48, 96)), torch.randn(48), "dynamic").eval()
+    layer = Int8Linear(*quantize_per_channel(torch.randn(48, 96)), torch.randn(48), method).eval()
     calls = []
-    real = gemv.int8_gemv_a8
-    monkeypatch.setattr(gemv, "int8_gemv_a8", lambda *a: calls.append(a[0].shape) or real(*a))
+    real = getattr(gemv, kernel)
+    monkeypatch.setattr(gemv, kernel, lambda *a: calls.append(a[0].shape) or real(*a))
     x = torch.randn(3, 4, 96)
     with torch.no_grad():
         few = layer(x[:2])  # 8 rows
         many = layer(x)  # 12 rows
     assert calls == [(2, 4, 96)] and few.shape == (2, 4, 48) and many.shape == (3, 4, 48)
-    if quantize._fbgemm_usable(x):  # both quantize x: equal up to the activations' rounding (fbgemm's: 7 bits)
+    if method == "weight-only" or quantize._fbgemm_usable(x):  # equal up to x's rounding
         torch.testing.assert_close(few, many[:2], rtol=0, atol=0.05 * float(many.abs().max()))
 
 

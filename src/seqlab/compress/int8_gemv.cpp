@@ -157,15 +157,17 @@ __attribute__((noinline)) float dot1_a8(const int8_t* x, const int8_t* q, int64_
   return float(_mm_cvtsi128_si32(s4) + total);
 }
 
+// x[k] * inverse for 8 values of k from x, rounded to the nearest integer (ties to even) and packed to int16
+inline __m128i scaled8(const float* x, __m256 inverse) {
+  const __m256i i32 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), inverse));
+  return _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+}
+
 // x[k] / step rounded to int16 (|x[k] / step| <= 32767), eight at a time
 inline void round16(const float* x, float inverse, int64_t K, int16_t* out) {
   const __m256 inv = _mm256_set1_ps(inverse);
   int64_t k = 0;
-  for (; k + 8 <= K; k += 8) {
-    const __m256i i32 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), inv));  // round to nearest even
-    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k), i16);
-  }
+  for (; k + 8 <= K; k += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k), scaled8(x + k, inv));
   for (; k < K; ++k) out[k] = static_cast<int16_t>(std::nearbyint(x[k] * inverse));
 }
 
@@ -197,8 +199,7 @@ inline void round8(const float* x, float inverse, int64_t K, int8_t* out) {
   const __m256 inv = _mm256_set1_ps(inverse);
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
-    const __m256i i32 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), inv));  // round to nearest even
-    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    const __m128i i16 = scaled8(x + k, inv);
     _mm_storel_epi64(reinterpret_cast<__m128i*>(out + k), _mm_packs_epi16(i16, i16));
   }
   for (; k < K; ++k) out[k] = static_cast<int8_t>(std::nearbyint(x[k] * inverse));
