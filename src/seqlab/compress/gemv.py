@@ -28,10 +28,10 @@ and multiplied 32 columns per instruction (`vpmaddubsw` of |x| and the weight ca
 is then as coarse as the weight's, the trade `dynamic` makes (and CTranslate2's int8); rows are still
 quantized each on its own.
 
-The kernel is compiled from its C++ source with `torch.utils.cpp_extension` the first time a process needs
-it (~15 s, once per machine: the build is cached under `$TORCH_EXTENSIONS_DIR`, by default
+The kernels are compiled from their C++ source with `torch.utils.cpp_extension` the first time a process
+needs them (~15 s, once per machine: the build is cached under `$TORCH_EXTENSIONS_DIR`, by default
 ~/.cache/torch_extensions) and registered as the ops `torch.ops.seqlab_cpu.int8_gemv` and `int8_gemv_a8`,
-which the compiled decode step (`seqlab.decode.compiled`) calls from its C++ wrapper. It needs an x86 CPU
+which the compiled decode step (`seqlab.decode.compiled`) calls from its C++ wrapper. They need an x86 CPU
 with AVX2 and FMA, and a C++ compiler and ninja; without them, or with `SEQLAB_INT8_GEMV=0`, `available()`
 is False: the `weight-only` method computes as before (`F.linear` on the dequantized weight), which
 changes only speed, and `dynamic` uses fbgemm's product for every size (x quantized per call to 7 bits).
@@ -92,15 +92,17 @@ def usable(x: Tensor, in_features: int) -> bool:
 
 def int8_gemv(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
     """x (..., K) fp32, weight (N, K) int8, scale (N,), bias (N,) or None -> (..., N) (see the module docstring)."""
-    rows = x.reshape(-1, x.shape[-1])  # (M, K)
-    y = torch.ops.seqlab_cpu.int8_gemv(rows, weight, scale, bias)  # (M, N)
-    return y.view(*x.shape[:-1], weight.shape[0])
+    return _rows_product("int8_gemv", x, weight, scale, bias)
 
 
 def int8_gemv_a8(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
     """int8_gemv with x quantized per row to int8 (the dynamic product; see the module docstring)."""
+    return _rows_product("int8_gemv_a8", x, weight, scale, bias)
+
+
+def _rows_product(op: str, x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
     rows = x.reshape(-1, x.shape[-1])  # (M, K)
-    y = torch.ops.seqlab_cpu.int8_gemv_a8(rows, weight, scale, bias)  # (M, N)
+    y = getattr(torch.ops.seqlab_cpu, op)(rows, weight, scale, bias)  # (M, N)
     return y.view(*x.shape[:-1], weight.shape[0])
 
 
