@@ -10,12 +10,18 @@ from seqlab.modules.linear import MIN_PACKED, MIN_PACKED_ROWS, Linear, packed_li
 pytestmark = pytest.mark.skipif(not packed_linear_available(), reason="torch without oneDNN")
 
 
+@pytest.fixture
+def onednn_only(monkeypatch):
+    """Products of a few rows take seqlab's panel kernel where it is built (test_panel_linear.py): off here."""
+    monkeypatch.setattr(linear_module, "_PANELS_ENABLED", False)
+
+
 def big_linear(seed: int = 0) -> Linear:
     torch.manual_seed(seed)
     return Linear(512, 768)  # 393,216 weights >= MIN_PACKED
 
 
-def test_eval_no_grad_uses_the_packed_weight_and_matches_f_linear():
+def test_eval_no_grad_uses_the_packed_weight_and_matches_f_linear(onednn_only):
     layer = big_linear().eval()
     x = torch.randn(3, 5, 512)  # (B, T, in)
     with torch.no_grad():
@@ -35,7 +41,7 @@ def test_training_and_autograd_keep_f_linear_bit_for_bit():
     assert layer._packed is None
 
 
-def test_the_packed_copy_follows_weight_updates_and_loading():
+def test_the_packed_copy_follows_weight_updates_and_loading(onednn_only):
     layer = big_linear()
     x = torch.randn(2, 512)
     optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
@@ -49,7 +55,7 @@ def test_the_packed_copy_follows_weight_updates_and_loading():
         torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
 
 
-def test_state_dict_deepcopy_and_small_weights_are_plain():
+def test_state_dict_deepcopy_and_small_weights_are_plain(onednn_only):
     layer = big_linear().eval()
     with torch.no_grad():
         layer(torch.randn(1, 512))
@@ -74,7 +80,7 @@ def test_small_weights_are_packed_for_many_rows():
     torch.testing.assert_close(y, torch.nn.functional.linear(x, small.weight, small.bias), atol=1e-5, rtol=1e-5)
 
 
-def test_the_switch_turns_the_path_off(monkeypatch):
+def test_the_switch_turns_the_path_off(monkeypatch, onednn_only):
     monkeypatch.setattr(linear_module, "_ENABLED", False)
     layer = big_linear().eval()
     x = torch.randn(1, 512)
@@ -83,10 +89,12 @@ def test_the_switch_turns_the_path_off(monkeypatch):
     assert layer._packed is None
 
 
+@pytest.mark.parametrize("panels", [True, False])
 @pytest.mark.parametrize("activation", ["gelu", "gelu_new", "relu"])
-def test_fused_activation_matches_the_unfused_one(activation):
+def test_fused_activation_matches_the_unfused_one(activation, panels, monkeypatch):
     from seqlab.modules.linear import FUSABLE
 
+    monkeypatch.setattr(linear_module, "_PANELS_ENABLED", panels)
     layer = big_linear()
     x = torch.randn(2, 3, 512)
     act = FUSABLE[activation][2]

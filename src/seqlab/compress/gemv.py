@@ -28,9 +28,8 @@ and multiplied 32 columns per instruction (`vpmaddubsw` of |x| and the weight ca
 is then as coarse as the weight's, the trade `dynamic` makes (and CTranslate2's int8); rows are still
 quantized each on its own.
 
-The kernels are compiled from their C++ source with `torch.utils.cpp_extension` the first time a process
-needs them (~15 s, once per machine: the build is cached under `$TORCH_EXTENSIONS_DIR`, by default
-~/.cache/torch_extensions) and registered as the ops `torch.ops.seqlab_cpu.int8_gemv` and `int8_gemv_a8`,
+The kernels are built with seqlab's other CPU kernels (`seqlab.modules.cpu_kernels`: once per machine,
+OpenMP over torch's threads) and registered as the ops `torch.ops.seqlab_cpu.int8_gemv` and `int8_gemv_a8`,
 which the compiled decode step (`seqlab.decode.compiled`) calls from its C++ wrapper. They need an x86 CPU
 with AVX2 and FMA, and a C++ compiler and ninja; without them, or with `SEQLAB_INT8_GEMV=0`, `available()`
 is False: the `weight-only` method computes as before (`F.linear` on the dequantized weight), which
@@ -40,46 +39,19 @@ changes only speed, and `dynamic` uses fbgemm's product for every size (x quanti
 from __future__ import annotations
 
 import os
-import threading
-import warnings
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from seqlab.modules import cpu_kernels
+
 GEMV_ROWS = 8  # products of up to this many rows use the kernel; more rows run faster as an fp32 GEMM
-SOURCE = Path(__file__).with_name("int8_gemv.cpp")
-CFLAGS = ["-O3", "-mavx2", "-mfma"]
-
-_state: dict[str, bool] = {}  # "loaded": the op is registered (or "failed": building it failed)
-_lock = threading.Lock()
-
-
-def cpu_supported() -> bool:
-    """Whether this CPU runs the kernel: x86 with AVX2 and FMA (ATen's AVX2 level requires both)."""
-    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
 
 
 def available(build: bool = True) -> bool:
-    """Whether `torch.ops.seqlab_cpu.int8_gemv` can be called; with `build`, compile and load it when missing.
-
-    Never raises: a failed build warns once and leaves the product to the fallback.
-    """
-    if _state.get("loaded"):
-        return True
-    if not build or _state.get("failed") or os.environ.get("SEQLAB_INT8_GEMV", "1") == "0" or not cpu_supported():
-        return False
-    with _lock:
-        if not _state.get("loaded") and not _state.get("failed"):
-            try:
-                _load()
-                _state["loaded"] = True
-            except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a build error: the fallback is exact
-                _state["failed"] = True
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                warnings.warn(f"seqlab's int8 kernel could not be built ({first}); weight-only int8 runs "
-                              "at the speed of the dequantized fp32 product", stacklevel=3)
-    return bool(_state.get("loaded"))
+    """Whether `torch.ops.seqlab_cpu.int8_gemv` can be called (`SEQLAB_INT8_GEMV=0`: never); with `build`,
+    compile and load seqlab's CPU kernels when missing. Never raises (`cpu_kernels.available`)."""
+    return os.environ.get("SEQLAB_INT8_GEMV", "1") != "0" and cpu_kernels.available(build)
 
 
 def usable(x: Tensor, in_features: int) -> bool:
@@ -104,21 +76,3 @@ def _rows_product(op: str, x: Tensor, weight: Tensor, scale: Tensor, bias: Tenso
     rows = x.reshape(-1, x.shape[-1])  # (M, K)
     y = getattr(torch.ops.seqlab_cpu, op)(rows, weight, scale, bias)  # (M, N)
     return y.view(*x.shape[:-1], weight.shape[0])
-
-
-def _load() -> None:
-    from torch.utils.cpp_extension import load
-
-    load(name="seqlab_int8_gemv", sources=[str(SOURCE)], extra_cflags=CFLAGS, is_python_module=False,
-         verbose=False)
-    for op in ("int8_gemv", "int8_gemv_a8"):
-        if not hasattr(torch.ops.seqlab_cpu, op):
-            raise RuntimeError(f"the built library did not register seqlab_cpu::{op}")
-        try:
-            torch.library.register_fake(f"seqlab_cpu::{op}", _int8_gemv_shape)
-        except RuntimeError:  # registered already (a second load in this process)
-            pass
-
-
-def _int8_gemv_shape(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
-    return x.new_empty(x.shape[0], weight.shape[0])

@@ -52,6 +52,7 @@ import torch
 import torch._inductor.config as inductor_config
 from torch import Tensor, nn
 
+from seqlab.modules import cpu_kernels
 from seqlab.decode.replay import Replay, capturing, inductor_backend
 from seqlab.decode.step_attention import step_attention
 
@@ -220,6 +221,8 @@ class CompiledStep:
     def _compile(self, tokens: Tensor, state: Any, signature: tuple) -> tuple[Tensor, Any]:
         """The first call: through Dynamo, which compiles the graph (or finds it in its cache); keeps the replay."""
         inputs = _window(tokens, state, mark=True, rows=self._rows(state) if self.beams else None)
+        if tokens.device.type == "cpu":  # build seqlab's CPU kernels before tracing: the graph calls them
+            cpu_kernels.available()
         try:
             # compile(options=...) does not reach freezing. Past Dynamo's recompile limit the call must fail, not
             # run eagerly: later calls skip the guards and would replay another model's graph (wrong tokens)

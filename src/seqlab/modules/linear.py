@@ -28,6 +28,17 @@ written as reductions, one per row m, that Inductor fuses into a single loop ove
 
 oneDNN and MKL run these skinny products well below the memory's bandwidth; the fused loop streams
 W at the memory's speed (`bench/decode.py --compile`). Same fp32 arithmetic, another summation order.
+
+Faster still, products of at most `PANEL_ROWS` rows (a decode step of up to 64 rows: batch 1, a beam, a
+serving batch) run on seqlab's own kernel where it is built (`seqlab.modules.cpu_kernels`: an AVX2 CPU and
+a compiler): W is packed once into panels of 16 output features stored k-major (`pack_panels`; in a frozen
+graph the packing is traced on the weight and folded into a constant, like the oneDNN reorder), which a
+thread reads as one sequential stream while tiles of 6 rows of x multiply-add 16 features at a time
+(`panel_linear`, modules/panel_linear.cpp). On a 2-core AVX2 VM, the 25 products of a GPT-2-shaped 6 x 384
+step took 2.6 / 2.4 / 4.4 ms at 1 / 4 / 16 rows against oneDNN's 4.4 / 3.9 / 6.3 ms (2 threads,
+docs/benchmarks.md). `SEQLAB_PANEL_LINEAR=0` turns this path off. The eager path keeps the panels as a
+cached copy of W (rebuilt when W changes), beside oneDNN's for prefills: a decoding model holds its
+weights up to three times.
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from seqlab.modules import cpu_kernels
 
 
 def packed_linear_available() -> bool:
@@ -50,15 +63,19 @@ FUSABLE = {"gelu": ("gelu", "none", F.gelu), "gelu_new": ("gelu", "tanh", partia
            "relu": ("relu", "", F.relu)}
 MIN_PACKED = 1 << 18  # weights below 1 MB (fp32) gain nothing: MKL is as fast on them ...
 MIN_PACKED_ROWS = 256  # ... unless the product has this many rows (a prefill of a batch of prompts)
-REDUCTION_ROWS = 8  # frozen products of up to this many rows run as fused reductions (M = 16 gains less, compiles longer)
+PANEL_ROWS = 64  # fp32 inference products of up to this many rows run on seqlab's panel kernel
+REDUCTION_ROWS = 8  # without it, frozen products of up to this many rows run as fused reductions (M = 16 gains less, compiles longer)
 
 
 class Linear(nn.Linear):
     """nn.Linear with a oneDNN fast path for fp32 CPU inference (see the module docstring)."""
 
     _packed: tuple[tuple[int, int], Tensor] | None = None  # ((data_ptr, version), reordered weight)
+    _panels: tuple[tuple[int, int], Tensor] | None = None  # ((data_ptr, version), W packed in panels)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._use_panels(x):
+            return self._panel_product(x)
         if self._use_reduction(x):
             return self._reduction_product(x)
         if not self._use_packed(x):
@@ -71,6 +88,8 @@ class Linear(nn.Linear):
             return FUSABLE[activation][2](self._reduction_product(x))  # Inductor fuses it into the loop
         if not self._use_packed(x):
             return FUSABLE[activation][2](F.linear(x, self.weight, self.bias))
+        if self._use_panels(x):
+            return FUSABLE[activation][2](self._panel_product(x))  # compiled: Inductor fuses it into one pass
         attr, algorithm, _ = FUSABLE[activation]
         return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), self.bias, attr, [], algorithm)
 
@@ -84,6 +103,28 @@ class Linear(nn.Linear):
         if torch.compiler.is_compiling():  # frozen: every size; at 64 rows oneDNN beats MKL even on 384 x 384
             return _freezing()
         return self.weight.numel() >= MIN_PACKED or x.numel() >= MIN_PACKED_ROWS * self.in_features
+
+    def _use_panels(self, x: Tensor) -> bool:
+        if not (_PANELS_ENABLED and self._fp32_cpu_inference(x) and x.numel() <= PANEL_ROWS * self.in_features):
+            return False
+        if torch.compiler.is_compiling():  # only where the packing folds into a constant, and built before
+            return _freezing() and cpu_kernels.available(build=False)
+        return cpu_kernels.available()
+
+    def _panel_product(self, x: Tensor) -> Tensor:
+        """x (..., in) with M <= PANEL_ROWS rows -> (..., out) on seqlab's panel kernel."""
+        rows = x.reshape(-1, self.in_features)  # (M, in)
+        y = torch.ops.seqlab_cpu.panel_linear(rows, self._panel_weight(), self.bias, self.out_features)  # (M, out)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def _panel_weight(self) -> Tensor:
+        """W (out, in) packed in panels (ceil(out / 16), in, 16) (traced on the weight while compiling)."""
+        if torch.compiler.is_compiling():
+            return torch.ops.seqlab_cpu.pack_panels(self.weight)
+        key = (self.weight.data_ptr(), self.weight._version)
+        if self._panels is None or self._panels[0] != key:
+            self._panels = (key, torch.ops.seqlab_cpu.pack_panels(self.weight.detach()))
+        return self._panels[1]
 
     def _use_reduction(self, x: Tensor) -> bool:
         return tracing_frozen() and self._fp32_cpu_inference(x) and x.numel() <= REDUCTION_ROWS * self.in_features
@@ -110,10 +151,12 @@ class Linear(nn.Linear):
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state.pop("_packed", None)  # a cache (and oneDNN tensors cannot be pickled or deep-copied)
+        state.pop("_panels", None)  # a cache
         return state
 
 
 _ENABLED = packed_linear_available()
+_PANELS_ENABLED = os.environ.get("SEQLAB_PANEL_LINEAR", "1") != "0"
 
 
 def tracing_frozen() -> bool:
