@@ -26,7 +26,7 @@ def quantize(
     """Quantize a run's weights to int8 (one scale per output channel) and write them as a new run.
 
     Every Linear, Embedding and LSTM / GRU / RNN matrix becomes int8; biases and LayerNorms stay fp32.
-    An int8 run builds seqlab's int8 CPU kernels the first time it runs on a machine (~15 s; needs a C++
+    An int8 run builds seqlab's CPU kernels the first time it runs on a machine (~20 s; needs a C++
     compiler and AVX2, else weight-only computes on the dequantized weight and dynamic on fbgemm's GEMM).
 
     The new run holds the source's config and tokenizer and an int8 model.safetensors that records the method:
