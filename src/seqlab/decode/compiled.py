@@ -52,9 +52,9 @@ import torch
 import torch._inductor.config as inductor_config
 from torch import Tensor, nn
 
-from seqlab.modules import cpu_kernels
 from seqlab.decode.replay import Replay, capturing, inductor_backend
 from seqlab.decode.step_attention import step_attention
+from seqlab.modules import cpu_kernels
 
 INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
 CUDA_INDUCTOR_OPTIONS = {"freezing": True}  # a CUDA graph records the step: no C++ wrapper needed
