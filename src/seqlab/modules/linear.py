@@ -94,8 +94,10 @@ class Linear(nn.Linear):
         return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), self.bias, attr, [], algorithm)
 
     def _fp32_cpu_inference(self, x: Tensor) -> bool:
+        """Eval mode, no autograd, fp32 on the CPU, and not traced for ONNX (whose graph holds standard ops only)."""
         return (not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
-                and x.dtype == self.weight.dtype == torch.float32)
+                and x.dtype == self.weight.dtype == torch.float32
+                and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
 
     def _use_packed(self, x: Tensor) -> bool:
         if not (_ENABLED and self._fp32_cpu_inference(x)):
