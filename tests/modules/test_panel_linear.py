@@ -82,6 +82,20 @@ def test_linear_uses_the_panels_for_few_rows_only(monkeypatch):
     assert calls == [(2, 32, 96)]
 
 
+@pytest.mark.parametrize("rows", [1, 8, 40])
+def test_forward_act_takes_the_same_path_as_forward(rows, monkeypatch):
+    """The MLP's first product (Linear + GELU) runs on the panels wherever forward's would, weight small or not."""
+    layer = Linear(64, 256).eval()
+    calls = []
+    real = layer._panel_product
+    monkeypatch.setattr(layer, "_panel_product", lambda x: calls.append(x.shape) or real(x))
+    x = torch.randn(rows, 64)
+    with torch.no_grad():
+        y = layer.forward_act(x, "gelu_new")
+    assert calls == [(rows, 64)]
+    torch.testing.assert_close(y, F.gelu(F.linear(x, layer.weight, layer.bias), approximate="tanh"), rtol=1e-5, atol=1e-5)
+
+
 def test_the_panel_copy_follows_the_weight():
     torch.manual_seed(0)
     layer = Linear(64, 40).eval()

@@ -84,12 +84,12 @@ class Linear(nn.Linear):
 
     def forward_act(self, x: Tensor, activation: str) -> Tensor:
         """act(x W^T + b), act one of FUSABLE; on the packed path oneDNN applies it inside the product."""
+        if self._use_panels(x):  # the same path as forward's, then the activation (compiled: fused by Inductor)
+            return FUSABLE[activation][2](self._panel_product(x))
         if self._use_reduction(x):
             return FUSABLE[activation][2](self._reduction_product(x))  # Inductor fuses it into the loop
         if not self._use_packed(x):
             return FUSABLE[activation][2](F.linear(x, self.weight, self.bias))
-        if self._use_panels(x):
-            return FUSABLE[activation][2](self._panel_product(x))  # compiled: Inductor fuses it into one pass
         attr, algorithm, _ = FUSABLE[activation]
         return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), self.bias, attr, [], algorithm)
 
