@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -120,13 +121,8 @@ class Linear(nn.Linear):
         return y.view(*x.shape[:-1], self.out_features)
 
     def _panel_weight(self) -> Tensor:
-        """W (out, in) packed in panels (ceil(out / 16), in, 16) (traced on the weight while compiling)."""
-        if torch.compiler.is_compiling():
-            return torch.ops.seqlab_cpu.pack_panels(self.weight)
-        key = (self.weight.data_ptr(), self.weight._version)
-        if self._panels is None or self._panels[0] != key:
-            self._panels = (key, torch.ops.seqlab_cpu.pack_panels(self.weight.detach()))
-        return self._panels[1]
+        """W (out, in) packed in panels (ceil(out / 16), in, 16)."""
+        return self._weight_copy("_panels", torch.ops.seqlab_cpu.pack_panels)
 
     def _use_reduction(self, x: Tensor) -> bool:
         return tracing_frozen() and self._fp32_cpu_inference(x) and x.numel() <= REDUCTION_ROWS * self.in_features
@@ -143,12 +139,20 @@ class Linear(nn.Linear):
         return y.view(*x.shape[:-1], self.out_features)
 
     def _packed_weight(self) -> Tensor:
-        if torch.compiler.is_compiling():  # traced as an op on the weight: frozen, Inductor folds it to a constant
-            return torch.ops.mkldnn._reorder_linear_weight(self.weight)
+        """W reordered into oneDNN's blocked layout."""
+        return self._weight_copy("_packed", torch.ops.mkldnn._reorder_linear_weight)
+
+    def _weight_copy(self, cache: str, make: Any) -> Tensor:
+        """make(W), kept in attribute `cache` until W changes (its storage or autograd version counter).
+        While compiling it is traced as an op on the weight: frozen, Inductor folds it into a constant."""
+        if torch.compiler.is_compiling():
+            return make(self.weight)
         key = (self.weight.data_ptr(), self.weight._version)
-        if self._packed is None or self._packed[0] != key:
-            self._packed = (key, torch.ops.mkldnn._reorder_linear_weight(self.weight.detach()))
-        return self._packed[1]
+        cached = getattr(self, cache)
+        if cached is None or cached[0] != key:
+            cached = (key, make(self.weight.detach()))
+            setattr(self, cache, cached)
+        return cached[1]
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
