@@ -16,7 +16,7 @@ PRESETS = {
     "shakespeare-char-transformer-cpu": (
         ["model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.context_length=32"], "ROMEO:", 12,
         [4.234254837036133, 4.229178428649902, 4.222965240478516],
-        ["::::::::::::", "\n\n\n333333333", ";swPNY!S"]),
+        ["::::::::::::", "\n\n\n333333333", "fN,jjjtAoSK-"]),
     "chatbot-gru-luong-cpu": (
         ["model.n_embd=32", "model.hidden_size=32"], "Hello", 8,
         [8.171693801879883, 7.800549507141113, 7.829761981964111],

@@ -23,7 +23,7 @@ from seqlab.decode.processors import (
     TopK,
     TopP,
 )
-from seqlab.decode.search import Choice
+from seqlab.decode.search import Choice, exponential_, race
 
 VOCAB, EOS, PAD = 13, 2, 1
 
@@ -85,3 +85,25 @@ def test_processor_plans():
     assert ProcessorList([RepetitionPenalty(1.2)]).reads_ids
     assert ProcessorList([BadWords([[3, 4]])]).reads_ids and not ProcessorList([BadWords([[3]])]).reads_ids
     assert ProcessorList([lambda ids, scores: scores]).reads_ids  # undeclared: assumed to read them
+
+
+def test_exponential_draws_have_the_exp1_distribution():
+    """Inversion E = -log(1 - U): Exp(1)'s mean, variance and tail; finite, >= 0; the generator's stream."""
+    e = exponential_(torch.empty(400_000), torch.Generator().manual_seed(0)).double()
+    assert bool(torch.isfinite(e).all()) and float(e.min()) >= 0.0
+    assert abs(float(e.mean()) - 1.0) < 0.01 and abs(float(e.var()) - 1.0) < 0.02  # sd of the mean: 0.0016
+    for x in (0.1, 1.0, 3.0):  # P(E > x) = exp(-x)
+        assert abs(float((e > x).double().mean()) - torch.exp(torch.tensor(-x)).item()) < 0.005
+    again = exponential_(torch.empty(400_000), torch.Generator().manual_seed(0)).double()
+    assert torch.equal(e, again)
+
+
+def test_the_race_samples_the_softmax():
+    """argmax p / E with E ~ Exp(1) picks token v with probability p[v] (the module docstring)."""
+    scores = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
+    generator = torch.Generator().manual_seed(3)
+    n = 200_000
+    noise = exponential_(torch.empty(n, scores.numel()), generator)
+    counts = torch.bincount(race(scores.expand(n, -1), noise), minlength=scores.numel()).double()
+    p = scores.softmax(-1).double()
+    assert torch.allclose(counts / n, p, atol=4 * (p * (1 - p) / n).sqrt().max().item())

@@ -365,7 +365,7 @@ def test_mask_never_sends_part_of_a_listed_word(king):
         assert piece.count("*") % 4 == 0 and not piece.rstrip("*").endswith(("k", "ki", "kin"))
 
 
-@pytest.mark.parametrize("strategy", [{"do_sample": False}, {"do_sample": True, "temperature": 1.0, "seed": 1}],
+@pytest.mark.parametrize("strategy", [{"do_sample": False}, {"do_sample": True, "temperature": 1.0, "seed": 3}],
                          ids=["greedy", "seeded-sampling"])
 def test_regenerate_in_the_batch_gives_the_pull_versions_reply(king, strategy):
     """The first generation says "king": its text before the word is sent, the retry (a new row, "king" banned,

@@ -45,7 +45,7 @@ from seqlab.decode.bucketed import BucketedStep
 from seqlab.decode.generate import _check_inputs, _fit_context, _model_device, build_processors
 from seqlab.decode.options import GenerationOptions
 from seqlab.decode.prompts import build_prompt_ids, left_pad
-from seqlab.decode.search import choose
+from seqlab.decode.search import choose, exponential_
 from seqlab.decode.stopping import StopStrings
 from seqlab.decode.stream import TextPieces, detokenizer_context
 from seqlab.errors import SeqlabError
@@ -128,7 +128,7 @@ class Row:
             return None
         if self.noise is None:
             self.noise = torch.empty((1, logits.shape[-1]), dtype=torch.float32, device=logits.device)
-        return self.noise.exponential_(1.0, generator=self.generator)
+        return exponential_(self.noise, self.generator)
 
     def advance(self, token: int, logprob: float) -> BatchEvent:
         """Take this step's token: its text, and whether the row ends, as `stream` decides it."""
